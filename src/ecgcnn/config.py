@@ -1,0 +1,166 @@
+"""Dataclass schemas for every app, registered in Hydra's ConfigStore.
+
+Each YAML under ``configs/`` names its schema first in ``defaults`` (``base_*``), so a typo
+or a wrong type fails when the config is composed, with Hydra's own message.
+Record lists live in the YAML files, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class BeatConfig:
+    """Beat windows around each R peak, in samples at ``DataConfig.fs``."""
+
+    before: int = 90  # 250 ms at 360 Hz: P wave and PR segment
+    after: int = 162  # 450 ms: QRS and T wave
+    length: int = 128  # resampled window length fed to the CNN
+    trio: bool = True  # add the beat trio (previous + current + next beat) as a channel
+    trio_before: int = 432  # 1.2 s: reaches the previous beat at heart rates >= 50 bpm
+    trio_after: int = 432
+    normalize: str = "none"  # none | beat_zscore | beat_minmax | record
+    rr_local: int = 10  # previous RR intervals averaged into the local mean RR
+    rr_long: int = 300  # previous RR intervals averaged into the long-term (patient) mean RR
+
+
+@dataclass
+class FilterConfig:
+    kind: str = "bandpass"  # none | bandpass | median | median+bandpass
+    low_hz: float = 0.5
+    high_hz: float = 40.0
+    order: int = 2
+    median_s: list[float] = field(default_factory=lambda: [0.2, 0.6])  # de Chazal 2004
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # WFDB record directory; None -> $ECGCNN_DATA_DIR -> data/mitdb
+    records: list[str] = field(default_factory=list)  # [] -> all 48 MIT-BIH records
+    leads: list[str] = field(default_factory=lambda: ["MLII"])
+    annotator: str = "atr"
+    fs: float = 360.0  # the model's rate
+    resample: bool = True  # records at another rate: resample (true) or refuse (false)
+    cache_dir: str = "outputs/cache"  # beat cache, keyed by the settings below
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    beat: BeatConfig = field(default_factory=BeatConfig)
+
+
+@dataclass
+class PrepareConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    use_cache: bool = True
+    progress: bool = True
+
+
+@dataclass
+class DownloadConfig:
+    target: str = "data/mitdb"
+    records: list[str] = field(default_factory=list)  # [] -> the whole database
+    base_url: str = "https://physionet.org/files/mitdb/1.0.0/"
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- splits
+@dataclass
+class SplitConfig:
+    name: str = MISSING  # patient_specific | inter_patient
+    # patient-specific (Kiranyaz 2016)
+    records: list[str] = field(default_factory=list)  # the patients (44 non-paced records)
+    minutes: float = 5.0  # each patient's first minutes go to training
+    common_records: list[str] = field(default_factory=list)  # where the common set is drawn
+    common_counts: dict[str, int] = field(default_factory=dict)  # class -> beats
+    common_seed: int = 0
+    exclude_common_from_test: bool = True  # a common beat never counts as a test beat
+    # inter-patient (de Chazal 2004)
+    train_records: list[str] = field(default_factory=list)  # DS1
+    test_records: list[str] = field(default_factory=list)  # DS2
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass
+class ConvLayerConfig:
+    channels: int = 32
+    kernel: int = 15
+    stride: int = 1
+    pool: str = "max"  # max | avg | none
+    pool_size: int = 3
+    pool_stride: int = 3
+
+
+@dataclass
+class ModelConfig:
+    name: str = "kiranyaz2016"
+    conv: list[ConvLayerConfig] = field(default_factory=list)
+    fc: list[int] = field(default_factory=lambda: [16])  # hidden FC sizes; output layer added
+    activation: str = "tanh"
+    activation_param: float = 1.0  # swish slope c, leaky_relu slope, elu alpha
+    batch_norm: bool = False
+    dropout: float = 0.0
+    use_rr: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "none"  # none | step | exponential | cosine | plateau
+    step_size: int = 10
+    gamma: float = 0.5
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = False
+    scale: float = 0.1  # amplitude scaling, +- fraction
+    wander: float = 0.05  # baseline wander amplitude, mV
+    noise: float = 0.02  # Gaussian noise std, mV
+    motion: float = 0.0  # electrode-motion-like step/burst amplitude, mV
+    shift: int = 3  # time shift, samples of the resampled window
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 50
+    batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # mixed precision, CUDA only
+    num_threads: int = 2
+    seed: int = 0
+    loss: str = "cross_entropy"  # cross_entropy | mse | hinge | exponential
+    class_weighting: str = "none"  # none | inverse | sqrt
+    balanced_sampling: bool = False
+    val_fraction: float = 0.1  # carved from the training patients' beats only
+    early_stopping_patience: int = 10
+    grad_clip: float = 0.0
+    resume: bool = False
+    progress: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_prepare", node=PrepareConfig)
+    cs.store(name="base_download", node=DownloadConfig)
+    cs.store(group="split", name="base_split", node=SplitConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="optim", name="base_optim", node=OptimConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+
+
+def to_plain(cfg: Any) -> Any:
+    """Resolved plain-Python copy of a DictConfig (for checkpoints and JSON)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+register_configs()
