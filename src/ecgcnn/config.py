@@ -150,6 +150,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
     cs.store(name="base_download", node=DownloadConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

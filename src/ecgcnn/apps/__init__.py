@@ -1,0 +1,33 @@
+"""Console scripts: thin ``@hydra.main`` wrappers around plain functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+#: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
+#: ``configs/`` folder of the source tree this package was installed from.
+CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parents[3] / "configs")
+
+
+def output_dir() -> Path:
+    """The Hydra run's output directory (we never change the working directory)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

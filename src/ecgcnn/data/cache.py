@@ -1,0 +1,154 @@
+"""Beat cache: one ``.npz`` per record, keyed by every setting that changes the beats.
+
+``load_beats`` is what every app calls: it reads records with wfdb, segments them and
+stores the result, or returns the stored beats when the settings and the source files
+(size + modification time) are unchanged. Nothing is written unless every record succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from ecgcnn.data.beats import CLASSES, BeatSet, class_counts_with_dropped, extract_beats
+from ecgcnn.data.io import MITDB_RECORDS, MissingLeadError, read_record, resolve_root
+from ecgcnn.errors import EcgError
+
+log = logging.getLogger(__name__)
+
+#: Bump when the beat extraction changes, so old caches are not reused.
+CACHE_VERSION = 1
+
+
+@dataclass
+class PreparedData:
+    beats: dict[str, BeatSet]  # record -> beats, in record order
+    info: dict[str, dict]  # record -> {"N": …, …, "dropped": …, "dropped_by_class": {…}}
+    skipped: dict[str, str] = field(default_factory=dict)  # record -> reason
+    cache_dir: Path | None = None
+    from_cache: int = 0
+
+    def all(self, records=None) -> BeatSet:
+        names = [r for r in (records or self.beats) if r in self.beats]
+        return BeatSet.concat([self.beats[r] for r in names])
+
+
+def _settings(cfg) -> dict:
+    c = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
+                               resolve=True)
+    return {
+        "version": CACHE_VERSION,
+        "leads": list(c["leads"]),
+        "annotator": c["annotator"],
+        "fs": c["fs"],
+        "resample": c["resample"],
+        "filter": c["filter"],
+        "beat": c["beat"],
+    }
+
+
+def cache_key(cfg) -> str:
+    blob = json.dumps(_settings(cfg), sort_keys=True).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def _source_signature(root: Path, name: str, annotator: str) -> str:
+    parts = []
+    for ext in ("hea", "dat", annotator):
+        p = root / f"{name}.{ext}"
+        st = p.stat() if p.exists() else None
+        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p.name}:-")
+    return "|".join(parts)
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_cached(path: Path, signature: str):
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["signature"]) != signature:
+                return None
+            beats = BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)})
+            info = json.loads(str(z["info"]))
+    except Exception:  # a damaged cache entry is rebuilt, never trusted
+        return None
+    return beats, info
+
+
+def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False) -> PreparedData:
+    """Beats of ``records`` (default ``cfg.records``, else all 48) under data settings ``cfg``.
+
+    Parameters
+    ----------
+    cfg : ``DataConfig`` (or DictConfig of it)
+    records : record names; overrides ``cfg.records``
+    use_cache : read and write the cache under ``cfg.cache_dir``
+    progress : show a progress bar
+
+    Returns
+    -------
+    PreparedData. Records lacking a requested lead are skipped (warning, listed in ``skipped``);
+    any other problem raises :class:`EcgError` before anything is written.
+    """
+    names = [str(r) for r in (records if records is not None else (cfg.records or MITDB_RECORDS))]
+    if not names:
+        raise EcgError("data.records: empty record list")
+    root = resolve_root(cfg.root)
+    if not root.is_dir():
+        raise EcgError(
+            f"data.root: {root} is not a directory (set ECGCNN_DATA_DIR or data.root, "
+            "or run ecgcnn-download)"
+        )
+    cdir = Path(cfg.cache_dir) / cache_key(cfg) if use_cache else None
+    out = PreparedData(beats={}, info={}, cache_dir=cdir)
+    pending: dict[str, tuple[BeatSet, dict, str]] = {}
+    for name in tqdm(names, desc="prepare", unit="rec", disable=not progress, leave=False):
+        sig = _source_signature(root, name, cfg.annotator)
+        hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
+        if hit:
+            out.beats[name], out.info[name] = hit
+            out.from_cache += 1
+            continue
+        try:
+            rec = read_record(root, name, list(cfg.leads), cfg.annotator)
+        except MissingLeadError as exc:
+            log.warning("skipping record %s: %s", name, exc)
+            out.skipped[name] = str(exc)
+            continue
+        beats, dropped = extract_beats(rec, cfg)
+        total = class_counts_with_dropped(rec)
+        kept = beats.counts()
+        info = {
+            **kept,
+            "dropped": dropped,
+            "dropped_by_class": {c: total[c] - kept[c] for c in CLASSES},
+        }
+        out.beats[name], out.info[name] = beats, info
+        pending[name] = (beats, info, sig)
+    if cdir:
+        for name, (beats, info, sig) in pending.items():
+            arrays = {f.name: getattr(beats, f.name) for f in fields(BeatSet)}
+            _save_npz_atomic(cdir / f"{name}.npz", signature=np.array(sig),
+                             info=np.array(json.dumps(info)), **arrays)
+    return out
