@@ -17,8 +17,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Optional
 
 from tqdm import tqdm
 
@@ -119,7 +119,7 @@ def _url(base_url: str, name: str) -> str:
 def _open(url: str, timeout: float):
     """Open ``url``; every way it can fail becomes one EcgError naming the URL."""
     try:
-        return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - scheme is a setting
+        return urllib.request.urlopen(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
         raise EcgError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
@@ -139,9 +139,7 @@ def _fetch_text(url: str, timeout: float) -> str:
             raise EcgError(f"{url}: not a text file") from None
 
 
-def _download_file(
-    url: str, dest: Path, expected: str, timeout: float, bar: Optional[tqdm]
-) -> int:
+def _download_file(url: str, dest: Path, expected: str, timeout: float, bar: tqdm | None) -> int:
     """Stream ``url`` into a temp file beside ``dest``, check its SHA-256, then move it in place.
 
     Returns the number of bytes written. On any failure the temp file is removed and ``dest``
@@ -174,7 +172,7 @@ def _download_file(
     return n_bytes
 
 
-def _wanted_files(records: Optional[Iterable[str]]) -> list[str]:
+def _wanted_files(records: Iterable[str] | None) -> list[str]:
     if records is None:
         names = list(MITDB_RECORDS)
     else:
@@ -192,7 +190,7 @@ def _wanted_files(records: Optional[Iterable[str]]) -> list[str]:
 
 def download_mitdb(
     target: str | os.PathLike,
-    records: Optional[Iterable[str]] = None,
+    records: Iterable[str] | None = None,
     base_url: str = DEFAULT_BASE_URL,
     progress: bool = True,
     timeout: float = 30.0,
@@ -238,7 +236,7 @@ def download_mitdb(
     if missing:
         raise EcgError(f"{sums_url}: no checksum listed for {', '.join(missing)}")
 
-    summary: dict = {"target": str(target), "downloaded": [], "skipped": [], "bytes": 0}
+    summary: dict = {"target": str(target.resolve()), "downloaded": [], "skipped": [], "bytes": 0}
     sums_dest = target / SUMS_FILE
     if sums_dest.is_file() and sums_dest.read_text(encoding="utf-8") == sums_text:
         summary["skipped"].append(SUMS_FILE)
