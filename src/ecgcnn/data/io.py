@@ -116,6 +116,7 @@ def read_record(
     for fname in set(header.file_name):
         if not (root / fname).is_file():
             raise EcgError(f"{root / fname}: signal file of record {name} not found")
+    _check_dat_sizes(root, name, header)
     idx = [header.sig_name.index(lead) for lead in leads]
     try:
         # Digital read + our own float32 conversion is ~3x faster than wfdb's float64 physical read.
@@ -154,6 +155,30 @@ def read_record(
         out.ann_samples = np.asarray(ann.sample, dtype=np.int64)
         out.ann_symbols = np.asarray(ann.symbol, dtype="<U2")
     return out
+
+
+#: Bytes per sample of the WFDB signal formats (format 212 packs two 12-bit samples in 3 bytes).
+_BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5,
+                     "310": 4 / 3, "311": 4 / 3}
+
+
+def _check_dat_sizes(root: Path, name: str, header) -> None:
+    """A truncated ``.dat`` is reported as such, before wfdb fails on it obscurely."""
+    per_file: dict[str, float] = {}
+    offsets: dict[str, int] = {}
+    for fname, fmt, off in zip(header.file_name, header.fmt, header.byte_offset or
+                               [None] * len(header.fmt)):
+        per_file[fname] = per_file.get(fname, 0.0) + _BYTES_PER_SAMPLE.get(str(fmt), 0)
+        offsets[fname] = int(off or 0)
+    for fname, bps in per_file.items():
+        expected = offsets[fname] + int(np.ceil(bps * header.sig_len))
+        size = (root / fname).stat().st_size
+        if size < expected:
+            got = int((size - offsets[fname]) / bps) if bps else 0
+            raise EcgError(
+                f"{root / fname}: truncated signal file, {size} of {expected} bytes "
+                f"(about {got} of {header.sig_len} samples) present"
+            )
 
 
 def check_signal(signal: np.ndarray, where: str, leads: list[str] | tuple[str, ...]) -> None:
