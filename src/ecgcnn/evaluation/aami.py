@@ -66,9 +66,8 @@ def _check_cm(cm: np.ndarray, where: str = "confusion matrix") -> np.ndarray:
     cm = np.asarray(cm)
     if cm.shape != (len(CLASSES), len(CLASSES)):
         raise EcgError(f"{where}: shape {cm.shape}, expected (5, 5) for classes {CLASSES}")
-    if not np.issubdtype(cm.dtype, np.integer):
-        if not np.all(np.equal(np.mod(cm, 1), 0)):
-            raise EcgError(f"{where}: counts must be whole numbers")
+    if not np.issubdtype(cm.dtype, np.integer) and not np.all(np.mod(cm, 1) == 0):
+        raise EcgError(f"{where}: counts must be whole numbers")
     if np.any(cm < 0):
         raise EcgError(f"{where}: counts must be non-negative")
     return cm.astype(np.int64)
