@@ -81,6 +81,7 @@ def test_write_report(tmp_path, metrics):
     assert "| 100 | 60 | 96.7 | 100.0 | 96.0 | 83.3 | 100.0 | – | 100.0 | – |" in md
     assert "| average |" in md and "![confusion](confusion.png)" in md
     assert "protocol: patient-specific" in md
+    assert "- dechazal2004: " in md and "Acc and Spe left null" in md
 
 
 def test_write_report_without_records(tmp_path):

@@ -240,7 +240,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _markdown(title, tables, notes, images) -> str:
+def _markdown(title, tables, notes, sources, images) -> str:
     lines = [f"# {title}", ""]
     for note in notes:
         lines.append(f"- {note}")
@@ -255,6 +255,10 @@ def _markdown(title, tables, notes, images) -> str:
         ]
         lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
         lines.append("")
+    if sources:
+        lines += ["## Sources of the published figures", ""]
+        lines += [f"- {key}: {text}" for key, text in sources.items()]
+        lines.append("")
     lines.append("## Figures")
     lines.append("")
     for name in images:
@@ -262,7 +266,7 @@ def _markdown(title, tables, notes, images) -> str:
     return "\n".join(lines)
 
 
-def _html(title, tables, notes, images: dict[str, bytes]) -> str:
+def _html(title, tables, notes, sources, images: dict[str, bytes]) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -280,6 +284,10 @@ def _html(title, tables, notes, images: dict[str, bytes]) -> str:
         for row in rows:
             parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
         parts.append("</table>")
+    if sources:
+        parts.append("<h2>Sources of the published figures</h2><ul>")
+        parts += [f"<li>{esc(key)}: {esc(text)}</li>" for key, text in sources.items()]
+        parts.append("</ul>")
     parts.append("<h2>Figures</h2>")
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
@@ -350,8 +358,10 @@ def write_report(
 
     tables = _tables(metrics, published)
     notes = list(notes or [])
+    # The YAML notes say where each published figure comes from and which are unverified.
+    sources = {key: study["note"] for key, study in (published or {}).items() if study.get("note")}
     written["markdown"] = out / "report.md"
-    _atomic_write(written["markdown"], _markdown(title, tables, notes, images).encode())
+    _atomic_write(written["markdown"], _markdown(title, tables, notes, sources, images).encode())
     written["html"] = out / "report.html"
-    _atomic_write(written["html"], _html(title, tables, notes, images).encode())
+    _atomic_write(written["html"], _html(title, tables, notes, sources, images).encode())
     return written
