@@ -56,7 +56,7 @@ def server(tmp_path, data_dir):
         (served / name).chmod(0o644)
     handler = functools.partial(_QuietHandler, directory=str(tmp_path / "www"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/mitdb/1.0.0/", served
