@@ -146,11 +146,36 @@ class TrainerConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+# ----------------------------------------------------------------------------- apps
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    # patient_specific only: train the common model on the common set alone ("common"), or on
+    # the common set plus every patient's first `split.minutes` ("all")
+    train_on: str = "common"
+
+
+@dataclass
+class EvalConfig:
+    data: DataConfig = field(default_factory=DataConfig)  # root/cache; beat settings: checkpoint's
+    split: SplitConfig = MISSING
+    checkpoint: str = MISSING
+    device: str = "auto"
+    batch_size: int = 4096
+    title: str = ""
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
     cs.store(name="base_download", node=DownloadConfig)
     cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(name="base_train", node=TrainConfig)
+    cs.store(name="base_eval", node=EvalConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

@@ -1,0 +1,93 @@
+"""``ecgcnn-eval``: score a checkpoint on a split's test beats and write the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import ecgcnn.config  # noqa: F401  (registers the schemas)
+from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.config import DataConfig
+from ecgcnn.data.beats import BeatSet
+from ecgcnn.data.cache import load_beats
+from ecgcnn.data.splits import patient_specific, split_records
+from ecgcnn.errors import EcgError, cli_errors
+from ecgcnn.evaluation.aami import score
+from ecgcnn.evaluation.report import load_published, write_report
+from ecgcnn.models import CNN1D
+from ecgcnn.training.checkpoint import load_checkpoint
+from ecgcnn.training.loop import predict, select_device
+
+
+def load_model(path) -> tuple[CNN1D, dict]:
+    """Rebuild a model from a checkpoint (``weights_only=True``); errors name the file."""
+    ck = load_checkpoint(path)
+    try:
+        model = CNN1D.from_args(ck["model_args"])
+        model.load_state_dict(ck["model"])
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160]
+        raise EcgError(f"{path}: checkpoint does not fit its model ({msg})") from None
+    model.eval()
+    return model, ck
+
+
+def checkpoint_data_config(ck: dict, data_cfg: DictConfig) -> DictConfig:
+    """The checkpoint's beat settings (windows, filter, leads) with this run's root and cache."""
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
+    cfg.root, cfg.cache_dir = data_cfg.root, data_cfg.cache_dir
+    return cfg
+
+
+def test_beats(data_cfg: DictConfig, split_cfg: DictConfig) -> BeatSet:
+    """A split's test beats: DS2, or each patient's record after ``split.minutes``."""
+    _, test_recs = split_records(split_cfg)
+    if split_cfg.name == "inter_patient":
+        data = load_beats(data_cfg, records=test_recs)
+        return BeatSet.concat([data.beats[r] for r in test_recs])
+    train_recs, _ = split_records(split_cfg)
+    data = load_beats(data_cfg, records=sorted(set(train_recs) | set(test_recs)))
+    _, patients = patient_specific(data.beats, split_cfg, data_cfg.fs)
+    return BeatSet.concat([patients[r].test for r in test_recs])
+
+
+def published_for(protocol: str) -> dict:
+    return {k: v for k, v in load_published().items() if v.get("protocol") == protocol}
+
+
+def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+    """Score ``cfg.checkpoint`` on ``cfg.split``'s test beats; write metrics.json + reports."""
+    model, ck = load_model(cfg.checkpoint)
+    data_cfg = checkpoint_data_config(ck, cfg.data)
+    beats = test_beats(data_cfg, cfg.split)
+    device = select_device(cfg.device)
+    probs = predict(model.to(device), beats, device, cfg.batch_size)
+    metrics = score(beats.y, probs.argmax(1), records=beats.record)
+    metrics["published"] = published_for(cfg.split.name)
+    metrics["checkpoint"] = str(cfg.checkpoint)
+    metrics["split"] = cfg.split.name
+    title = cfg.title or f"ecgcnn evaluation: {cfg.split.name} split"
+    write_report(metrics, out_dir, title=title, published=metrics["published"])
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@cli_errors
+def main(cfg: DictConfig) -> None:
+    out = output_dir()
+    m = evaluate(cfg, out)
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}"
+
+    for k in ("VEB", "SVEB"):
+        b = m[k]
+        print(f"{k}: Acc {pct(b['Acc'])} Se {pct(b['Se'])} Spe {pct(b['Spe'])} +P {pct(b['PPV'])}")
+    print(f"{m['n_beats']} test beats; report: {out / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

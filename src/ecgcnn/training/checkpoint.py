@@ -1,0 +1,51 @@
+"""Checkpoints: atomic save, ``weights_only=True`` load, clear errors for bad files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ecgcnn.errors import EcgError
+
+REQUIRED = ("model", "model_args", "classes")
+
+
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """Write ``payload`` to ``path`` via a temp file + rename: a crash (or a full disk) never
+    leaves a truncated checkpoint under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise EcgError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary pickled code runs).
+
+    Raises
+    ------
+    EcgError naming the file when it is missing, truncated, not a checkpoint, or unsafe.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EcgError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EcgError(f"{path}: not a loadable ecgcnn checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
+        raise EcgError(f"{path}: not an ecgcnn checkpoint (expected keys {', '.join(REQUIRED)})")
+    return ckpt
