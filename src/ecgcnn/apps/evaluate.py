@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps.train import check_split_records
 from ecgcnn.config import DataConfig
 from ecgcnn.data.beats import BeatSet
 from ecgcnn.data.cache import load_beats
@@ -28,16 +29,20 @@ def load_model(path) -> tuple[CNN1D, dict]:
     try:
         model = CNN1D.from_args(ck["model_args"])
         model.load_state_dict(ck["model"])
-    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+    except (EcgError, RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         msg = str(exc).strip().splitlines()[0][:160]
         raise EcgError(f"{path}: checkpoint does not fit its model ({msg})") from None
     model.eval()
     return model, ck
 
 
-def checkpoint_data_config(ck: dict, data_cfg: DictConfig) -> DictConfig:
+def checkpoint_data_config(ck: dict, data_cfg: DictConfig, source="checkpoint") -> DictConfig:
     """The checkpoint's beat settings (windows, filter, leads) with this run's root and cache."""
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
+    except (OmegaConfBaseException, ValueError) as exc:  # unknown keys, bad values, not a dict
+        msg = str(exc).strip().splitlines()[0][:160]
+        raise EcgError(f"{source}: checkpoint data settings do not fit DataConfig ({msg})") from None
     cfg.root, cfg.cache_dir = data_cfg.root, data_cfg.cache_dir
     return cfg
 
@@ -60,8 +65,10 @@ def published_for(protocol: str) -> dict:
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     """Score ``cfg.checkpoint`` on ``cfg.split``'s test beats; write metrics.json + reports."""
+    train_recs, test_recs = split_records(cfg.split)
+    check_split_records(cfg.data, test_recs if cfg.split.name == "inter_patient" else train_recs)
     model, ck = load_model(cfg.checkpoint)
-    data_cfg = checkpoint_data_config(ck, cfg.data)
+    data_cfg = checkpoint_data_config(ck, cfg.data, source=cfg.checkpoint)
     beats = test_beats(data_cfg, cfg.split)
     device = select_device(cfg.device)
     probs = predict(model.to(device), beats, device, cfg.batch_size)

@@ -23,9 +23,20 @@ from ecgcnn.training.loop import fit, is_main_process, validation_split
 log = logging.getLogger(__name__)
 
 
+def check_split_records(data_cfg: DictConfig, records) -> None:
+    """Refuse split records outside a non-empty ``data.records``: the split names what is read,
+    so a ``data.records`` that excludes them would otherwise be silently ignored."""
+    allowed = [str(r) for r in data_cfg.records]
+    outside = [str(r) for r in records if str(r) not in allowed]
+    if allowed and outside:
+        raise EcgError(f"data.records: the split needs records {outside}, which are not in "
+                       f"data.records {allowed} (set data.records=[] to allow every record)")
+
+
 def training_beats(cfg: DictConfig) -> BeatSet:
     """The beats a split trains on: DS1 (inter-patient) or the common set [+ first minutes]."""
     train_recs, _ = split_records(cfg.split)
+    check_split_records(cfg.data, train_recs)
     data = load_beats(cfg.data, records=train_recs)
     if cfg.split.name == "inter_patient":
         return BeatSet.concat([data.beats[r] for r in cfg.split.train_records])
@@ -49,7 +60,7 @@ def _init_distributed(device: str) -> bool:
     backend = "nccl" if device == "cuda" and torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend)
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
 
 

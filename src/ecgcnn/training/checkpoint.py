@@ -43,7 +43,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise EcgError(f"{path}: checkpoint file not found")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (torch.load raises a dozen types on bad bytes)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EcgError(f"{path}: not a loadable ecgcnn checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):

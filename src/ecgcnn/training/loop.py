@@ -83,7 +83,7 @@ def validation_split(beats: BeatSet, fraction: float, seed: int) -> tuple[BeatSe
     val = []
     for c in np.unique(beats.y):
         idx = np.flatnonzero(beats.y == c)
-        k = int(round(fraction * len(idx)))
+        k = round(fraction * len(idx))
         if len(idx) >= 2 and k >= 1:
             val.append(rng.choice(idx, size=k, replace=False))
     if not val:
