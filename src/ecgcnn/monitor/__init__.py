@@ -1,0 +1,1 @@
+"""Online pieces of the monitoring app: streaming QRS detection and its scoring."""

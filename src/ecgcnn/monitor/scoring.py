@@ -1,0 +1,180 @@
+"""Beat-by-beat QRS detection scoring (sensitivity and positive predictivity), as in EC57/bxb.
+
+A detection matches a reference beat when they lie within ``tol`` samples of each other
+(150 ms in EC57); each reference beat and each detection is used at most once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecgcnn.errors import EcgError
+
+#: Annotation symbols that are beats (MIT-BIH / EC57). Everything else ('+', '~', '|', '!',
+#: 'x', '[', ']', ...) is a rhythm, noise, artefact or non-conducted-P note, not a QRS.
+BEAT_SYMBOLS: frozenset[str] = frozenset(
+    ["N", "L", "R", "e", "j", "A", "a", "J", "S", "V", "E", "F", "/", "f", "Q"]
+)
+
+#: EC57 matching window for QRS detection.
+MATCH_TOLERANCE_S = 0.150
+
+
+def reference_beats(ann_samples: np.ndarray, ann_symbols: np.ndarray) -> np.ndarray:
+    """Sample indices of the annotations whose symbol is in :data:`BEAT_SYMBOLS`.
+
+    Parameters
+    ----------
+    ann_samples : int array of annotation positions
+    ann_symbols : str array of annotation symbols, same length
+
+    Returns
+    -------
+    np.ndarray
+        int64 array of beat positions, sorted.
+    """
+    samples = np.asarray(ann_samples, dtype=np.int64)
+    symbols = np.asarray(ann_symbols)
+    if samples.shape != symbols.shape:
+        raise EcgError(
+            f"annotations: {samples.size} samples but {symbols.size} symbols (must be equal)"
+        )
+    keep = np.isin(symbols, list(BEAT_SYMBOLS))
+    return np.sort(samples[keep])
+
+
+def vf_episodes(ann_samples: np.ndarray, ann_symbols: np.ndarray) -> list[tuple[int, int]]:
+    """Ventricular flutter/fibrillation episodes ``[start, stop)`` from '[' and ']' annotations.
+
+    EC57 does not score QRS detection inside these episodes (flutter waves are annotated
+    '!', which is not a beat). An episode still open at the end of the record runs to the end
+    (``stop`` = a very large number).
+    """
+    episodes: list[tuple[int, int]] = []
+    start = None
+    for s, sym in zip(np.asarray(ann_samples).tolist(), np.asarray(ann_symbols).tolist()):
+        if sym == "[" and start is None:
+            start = int(s)
+        elif sym == "]" and start is not None:
+            episodes.append((start, int(s) + 1))
+            start = None
+    if start is not None:
+        episodes.append((start, np.iinfo(np.int64).max))
+    return episodes
+
+
+def match_beats(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[int, int, int, np.ndarray]:
+    """One-to-one matching of detections to reference beats within ``tol`` samples.
+
+    Every (reference, detection) pair with ``|ref - det| <= tol`` is a possible match; pairs
+    are taken greedily from the closest (ties: earlier reference, then earlier detection),
+    skipping any pair whose reference or detection is already used. With beats at least a
+    refractory period apart this equals the optimal assignment in practice, and unlike a
+    plain "nearest reference" rule it never counts one detection twice.
+
+    Parameters
+    ----------
+    ref : reference beat positions (samples), any order
+    det : detected beat positions (samples), any order
+    tol : largest accepted distance in samples (inclusive)
+
+    Returns
+    -------
+    tp : matched pairs
+    fn : reference beats without a detection
+    fp : detections without a reference beat
+    pairs : int64 array (tp, 2) of matched ``(ref, det)`` positions, sorted by ``ref``
+    """
+    if tol < 0:
+        raise EcgError(f"match_beats: tol must be >= 0 samples, got {tol}")
+    r = np.sort(np.asarray(ref, dtype=np.int64).ravel())
+    d = np.sort(np.asarray(det, dtype=np.int64).ravel())
+    lo = np.searchsorted(d, r - tol, side="left")
+    hi = np.searchsorted(d, r + tol, side="right")
+    counts = hi - lo
+    ri = np.repeat(np.arange(r.size), counts)
+    # For each reference i, the detections lo[i] .. hi[i]-1 (vectorised ragged arange).
+    offs = np.arange(ri.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    di = np.repeat(lo, counts) + offs
+    dist = np.abs(r[ri] - d[di])
+    order = np.lexsort((di, ri, dist))
+    used_r = np.zeros(r.size, dtype=bool)
+    used_d = np.zeros(d.size, dtype=bool)
+    pairs = []
+    for k in order.tolist():
+        a, b = ri[k], di[k]
+        if not used_r[a] and not used_d[b]:
+            used_r[a] = used_d[b] = True
+            pairs.append((r[a], d[b]))
+    tp = len(pairs)
+    out = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    return tp, int(r.size - tp), int(d.size - tp), out
+
+
+@dataclass
+class QrsScore:
+    """Counts and figures of one comparison (sum them over records for gross figures)."""
+
+    tp: int
+    fn: int
+    fp: int
+
+    @property
+    def se(self) -> float:
+        """Sensitivity TP / (TP + FN); nan without reference beats."""
+        n = self.tp + self.fn
+        return self.tp / n if n else float("nan")
+
+    @property
+    def ppv(self) -> float:
+        """Positive predictivity TP / (TP + FP); nan without detections."""
+        n = self.tp + self.fp
+        return self.tp / n if n else float("nan")
+
+    def __add__(self, other: QrsScore) -> QrsScore:
+        return QrsScore(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp)
+
+
+def _mask_outside(x: np.ndarray, start: int, stop: int | None, skip) -> np.ndarray:
+    keep = x >= start
+    if stop is not None:
+        keep &= x < stop
+    for a, b in skip:
+        keep &= ~((x >= a) & (x < b))
+    return x[keep]
+
+
+def qrs_se_ppv(
+    ref: np.ndarray,
+    det: np.ndarray,
+    fs: float,
+    tol_s: float = MATCH_TOLERANCE_S,
+    start: int = 0,
+    stop: int | None = None,
+    skip: list[tuple[int, int]] | tuple = (),
+) -> QrsScore:
+    """Score detections against reference beats: TP, FN, FP (and Se, +P as properties).
+
+    Parameters
+    ----------
+    ref : reference beat positions in samples (see :func:`reference_beats`)
+    det : detected R-peak positions in samples
+    fs : sampling rate in Hz (converts ``tol_s`` to samples)
+    tol_s : matching window in seconds (EC57: 0.150)
+    start, stop : score only beats and detections in ``[start, stop)`` (e.g. ``start`` = a
+        detector's learning period)
+    skip : ``[a, b)`` sample ranges left out of the scoring on both sides (e.g. the VF
+        episodes of :func:`vf_episodes`, as EC57 does)
+
+    Returns
+    -------
+    QrsScore
+    """
+    if fs <= 0:
+        raise EcgError(f"qrs_se_ppv: fs must be > 0 Hz, got {fs}")
+    r = _mask_outside(np.asarray(ref, dtype=np.int64), start, stop, skip)
+    d = _mask_outside(np.asarray(det, dtype=np.int64), start, stop, skip)
+    tp, fn, fp, _ = match_beats(r, d, round(tol_s * fs))
+    return QrsScore(tp, fn, fp)
