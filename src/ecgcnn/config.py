@@ -169,6 +169,22 @@ class EvalConfig:
     title: str = ""
 
 
+@dataclass
+class FinetuneConfig:
+    """One patient's model under the patient-specific protocol (Kiranyaz 2016)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = MISSING  # patient_specific: common set, minutes, records
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    record: str = MISSING  # the patient
+    init_from: Optional[str] = None  # a common-model checkpoint; None trains from scratch
+    freeze_conv: bool = False  # with init_from: train only the FC layers
+    ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
+    report: bool = True  # per-patient report.md/html with figures (metrics.json is always written)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
@@ -176,6 +192,7 @@ def register_configs() -> None:
     cs.store(group="data", name="base_data", node=DataConfig)
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_eval", node=EvalConfig)
+    cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

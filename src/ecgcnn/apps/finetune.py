@@ -1,0 +1,237 @@
+"""``ecgcnn-finetune``: one patient-specific CNN per patient (Kiranyaz, Ince & Gabbouj 2016).
+
+``ecgcnn-finetune record=208`` trains that patient's model on the common set plus the
+patient's first ``split.minutes`` minutes and scores it on the rest of the record.
+``ecgcnn-finetune -m record=100,101,…`` runs patients through Hydra multirun; the
+``SummaryCallback`` (configs/finetune.yaml) gathers them into one summary at the end, and
+``ecgcnn-finetune-summary DIR`` does the same for any directory of patient runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+import ecgcnn.config  # noqa: F401  (registers the schemas)
+from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps.evaluate import load_model, published_for
+from ecgcnn.data.beats import CLASSES, RR_FEATURES
+from ecgcnn.data.cache import load_beats
+from ecgcnn.data.splits import patient_specific, patient_train_set
+from ecgcnn.errors import EcgError, cli_errors
+from ecgcnn.evaluation.aami import score
+from ecgcnn.evaluation.report import write_report
+from ecgcnn.models import build_model
+from ecgcnn.training.checkpoint import save_checkpoint
+from ecgcnn.training.loop import fit, predict, select_device, validation_split
+
+log = logging.getLogger(__name__)
+
+
+def _init_model(cfg: DictConfig, in_ch: int, length: int) -> torch.nn.Module:
+    if cfg.init_from:
+        model, _ = load_model(cfg.init_from)
+        if cfg.freeze_conv:
+            for p in model.features.parameters():
+                p.requires_grad_(False)
+        return model
+    if cfg.freeze_conv:
+        raise EcgError("freeze_conv: needs init_from (a common model) to freeze its conv layers")
+    return build_model(cfg.model, in_ch, length, len(RR_FEATURES), len(CLASSES))
+
+
+def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) -> dict:
+    """Train and score one patient's model.
+
+    Parameters
+    ----------
+    cfg : ``FinetuneConfig``
+    out_dir : where ``model.pt``, ``metrics.json`` (and the report) are written
+    beats : prepared beats (record -> BeatSet) to reuse across patients; loaded when None
+
+    Returns
+    -------
+    The metrics payload of ``ecgcnn-eval`` plus ``record``, ``train_counts``, ``seconds``.
+    """
+    t0 = time.perf_counter()
+    rec = str(cfg.record)
+    if rec not in cfg.split.records:
+        raise EcgError(f"record: '{rec}' is not one of the split's patients (split.records)")
+    if cfg.ensemble < 1:
+        raise EcgError(f"ensemble: must be >= 1, got {cfg.ensemble}")
+    if beats is None:
+        needed = sorted(set(cfg.split.common_records) | {rec})
+        beats = load_beats(cfg.data, records=needed).beats
+    sub = {r: beats[r] for r in set(cfg.split.common_records) | {rec} if r in beats}
+    split = OmegaConf.merge(cfg.split, {"records": [rec]})
+    common, patients = patient_specific(sub, split, cfg.data.fs)
+    patient = patients[rec]
+    train_all = patient_train_set(common, patient)
+    train_set, val_set = validation_split(train_all, cfg.trainer.val_fraction, cfg.trainer.seed)
+    device = select_device(cfg.trainer.device)
+
+    out_dir = Path(out_dir)
+    probs, n_params = None, 0
+    for k in range(cfg.ensemble):
+        tcfg = OmegaConf.merge(cfg.trainer, {"seed": cfg.trainer.seed + k, "progress": False})
+        model = _init_model(cfg, train_all.x.shape[1], train_all.x.shape[2])
+        fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
+        p = predict(model, patient.test, device)
+        probs = p if probs is None else probs + p
+        n_params = sum(q.numel() for q in model.parameters())
+        save_checkpoint({
+            "model": model.state_dict(), "model_args": model.model_args, "classes": list(CLASSES),
+            "epoch": -1, "best_metric": float("nan"), "record": rec,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+        }, out_dir / (f"model_{k}.pt" if cfg.ensemble > 1 else "model.pt"))
+    pred = probs.argmax(1)
+    metrics = score(patient.test.y, pred, records=patient.test.record)
+    metrics.update({
+        "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
+        "train_counts": train_all.counts(), "test_counts": patient.test.counts(),
+        "parameters": n_params, "ensemble": int(cfg.ensemble),
+        "seconds": round(time.perf_counter() - t0, 3),
+    })
+    if cfg.report:
+        write_report(metrics, out_dir, title=f"Patient {rec}: patient-specific CNN",
+                     published=published_for("patient_specific"))
+    else:
+        write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- summary
+def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
+    """Gather every ``*/metrics.json`` of patient runs under ``run_dir`` into one summary.
+
+    Gross figures are computed from the summed per-patient confusion matrices (equal to scoring
+    the concatenated test beats); averages are per-patient means. When runs with several
+    ``minutes`` settings are present, one summary per setting and a minutes-vs-accuracy plot.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir or run_dir)
+    found = sorted(run_dir.glob("*/metrics.json")) or sorted(run_dir.glob("**/metrics.json"))
+    found = [p for p in found if p.parent != out_dir]
+    if not found:
+        raise EcgError(f"{run_dir}: no patient runs (*/metrics.json) to summarize")
+    import json
+
+    by_minutes: dict[float, dict[str, dict]] = {}
+    for p in found:
+        m = json.loads(p.read_text())
+        if "record" not in m:
+            continue
+        by_minutes.setdefault(float(m.get("minutes", 5.0)), {})[m["record"]] = m
+    if not by_minutes:
+        raise EcgError(f"{run_dir}: metrics.json files found but none from ecgcnn-finetune")
+    from ecgcnn.evaluation.aami import combine
+
+    curves = {}
+    for minutes, runs in sorted(by_minutes.items()):
+        payload = combine({r: np.asarray(m["confusion"]) for r, m in runs.items()})
+        curves[minutes] = payload
+    main_minutes = 5.0 if 5.0 in curves else max(curves)
+    summary = curves[main_minutes]
+    runs = by_minutes[main_minutes]
+    summary.update({
+        "split": "patient_specific", "minutes": main_minutes, "n_patients": len(runs),
+        "published": published_for("patient_specific"),
+        "train_seconds": {r: m.get("seconds") for r, m in sorted(runs.items())},
+        "minutes_curve": {str(k): {"VEB": v["VEB"], "SVEB": v["SVEB"], "n_patients":
+                                   len(by_minutes[k])} for k, v in curves.items()},
+    })
+    figs = {}
+    if len(curves) > 1:
+        figs["minutes_curve"] = _minutes_figure(curves)
+    write_report(summary, out_dir, title=f"Patient-specific benchmark: {len(runs)} patients, "
+                 f"first {main_minutes:g} min for training",
+                 published=summary["published"], extra_figures=figs or None,
+                 notes=["Gross figures: summed per-patient confusion matrices (AAMI EC57).",
+                        "Common-set beats are excluded from every test set."])
+    (out_dir / "summary.json").write_bytes((out_dir / "metrics.json").read_bytes())
+    return summary
+
+
+def _minutes_figure(curves: dict):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    xs = sorted(curves)
+    for kind, style in (("VEB", "-"), ("SVEB", "--")):
+        for m, marker in (("Se", "o"), ("PPV", "s"), ("Acc", "^")):
+            ys = [100 * (curves[x][kind][m] or 0) for x in xs]
+            ax.plot(xs, ys, style, marker=marker, label=f"{kind} {m if m != 'PPV' else '+P'}")
+    ax.set_xlabel("minutes of the patient's own ECG used for training")
+    ax.set_ylabel("%")
+    ax.set_xticks(xs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Patient-specific accuracy vs training minutes (gross, AAMI)")
+    return fig
+
+
+class SummaryCallback(Callback):
+    """Hydra callback: after a multirun, summarize the patients into the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        try:
+            s = summarize(sweep)
+        except EcgError as exc:
+            log.warning("no summary: %s", exc)
+            return
+        print(_format_summary(s) + f"\nsummary: {sweep / 'report.html'}")
+
+
+def _format_summary(s: dict) -> str:
+    def pct(v):
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    lines = [f"{s['n_patients']} patients, gross      Acc    Se   Spe    +P"]
+    for k in ("VEB", "SVEB"):
+        b = s[k]
+        lines.append(f"  {k:<4} ours          {pct(b['Acc'])} {pct(b['Se'])} {pct(b['Spe'])} "
+                     f"{pct(b['PPV'])}")
+        for name, p in s.get("published", {}).items():
+            pb = p.get(k) or {}
+            lines.append(f"  {k:<4} {name:<13} {pct(pb.get('Acc'))} {pct(pb.get('Se'))} "
+                         f"{pct(pb.get('Spe'))} {pct(pb.get('PPV'))}")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
+@cli_errors
+def main(cfg: DictConfig) -> None:
+    out = output_dir()
+    m = finetune_patient(cfg, out)
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}"
+
+    print(f"patient {m['record']}: VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, "
+          f"SVEB Se {pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])} on {m['n_beats']} test "
+          f"beats ({m['seconds']} s); {out / 'metrics.json'}")
+
+
+@cli_errors
+def summary_main(argv: list[str] | None = None) -> None:
+    """``ecgcnn-finetune-summary DIR [OUT]``."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: ecgcnn-finetune-summary RUN_DIR [OUT_DIR]")
+        sys.exit(0 if args else 2)
+    s = summarize(Path(args[0]), Path(args[1]) if len(args) > 1 else None)
+    print(_format_summary(s))
+
+
+if __name__ == "__main__":
+    main()
