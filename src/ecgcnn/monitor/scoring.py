@@ -68,11 +68,12 @@ def vf_episodes(ann_samples: np.ndarray, ann_symbols: np.ndarray) -> list[tuple[
 def match_beats(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[int, int, int, np.ndarray]:
     """One-to-one matching of detections to reference beats within ``tol`` samples.
 
-    Every (reference, detection) pair with ``|ref - det| <= tol`` is a possible match; pairs
-    are taken greedily from the closest (ties: earlier reference, then earlier detection),
-    skipping any pair whose reference or detection is already used. With beats at least a
-    refractory period apart this equals the optimal assignment in practice, and unlike a
-    plain "nearest reference" rule it never counts one detection twice.
+    A two-pointer sweep in time order: each reference beat, earliest first, takes the earliest
+    unused detection in ``[ref - tol, ref + tol]``. Since every window has the same width, this
+    greedy rule matches as many pairs as any one-to-one assignment can (the interval-scheduling
+    argument: a detection left of the current window is out of reach of every later beat too),
+    so TP is maximal and no detection counts twice. When two beats compete for one detection,
+    the earlier beat gets it, which may not be the nearer one: the counts are the same either way.
 
     Parameters
     ----------
@@ -89,28 +90,19 @@ def match_beats(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[int, int, i
     """
     if tol < 0:
         raise EcgError(f"match_beats: tol must be >= 0 samples, got {tol}")
-    r = np.sort(np.asarray(ref, dtype=np.int64).ravel())
-    d = np.sort(np.asarray(det, dtype=np.int64).ravel())
-    lo = np.searchsorted(d, r - tol, side="left")
-    hi = np.searchsorted(d, r + tol, side="right")
-    counts = hi - lo
-    ri = np.repeat(np.arange(r.size), counts)
-    # For each reference i, the detections lo[i] .. hi[i]-1 (vectorised ragged arange).
-    offs = np.arange(ri.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    di = np.repeat(lo, counts) + offs
-    dist = np.abs(r[ri] - d[di])
-    order = np.lexsort((di, ri, dist))
-    used_r = np.zeros(r.size, dtype=bool)
-    used_d = np.zeros(d.size, dtype=bool)
+    r = np.sort(np.asarray(ref, dtype=np.int64).ravel()).tolist()
+    d = np.sort(np.asarray(det, dtype=np.int64).ravel()).tolist()
     pairs = []
-    for k in order.tolist():
-        a, b = ri[k], di[k]
-        if not used_r[a] and not used_d[b]:
-            used_r[a] = used_d[b] = True
-            pairs.append((r[a], d[b]))
+    j = 0
+    for rv in r:
+        while j < len(d) and d[j] < rv - tol:
+            j += 1
+        if j < len(d) and d[j] <= rv + tol:
+            pairs.append((rv, d[j]))
+            j += 1
     tp = len(pairs)
-    out = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
-    return tp, int(r.size - tp), int(d.size - tp), out
+    out = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return tp, len(r) - tp, len(d) - tp, out
 
 
 @dataclass
