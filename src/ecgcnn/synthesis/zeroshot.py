@@ -1,0 +1,356 @@
+"""Zero-shot personalization (Kiranyaz et al., Sci Rep 2017): one person's CNN trained on their
+own normal beats plus abnormal beats synthesized with other patients' ABS filters.
+
+Protocol, per person (record):
+- training: the person's beats labelled N with R peak in the first ``minutes`` minutes (never an
+  S/V/F/Q beat of theirs) + synthetic S and V beats from a leave-one-out filter library;
+- test: every beat of the rest of the record (minutes 5-30 for MIT-BIH).
+
+Binary scoring: abnormal = S or V (AAMI SVEB/VEB), normal = N. F and Q beats count as neither:
+fusion beats are half normal by definition and MIT-BIH's few Q beats are unclassifiable, so a
+flag on them is neither a hit nor a false alarm (their counts and flag rate are reported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from matplotlib.figure import Figure
+
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
+from ecgcnn.data.io import resolve_root
+from ecgcnn.data.splits import boundary_sample
+from ecgcnn.errors import EcgError
+from ecgcnn.models import build_model
+from ecgcnn.synthesis.abs_filters import FilterLibrary, average_normal, build_library, synthesize
+from ecgcnn.training.loop import fit, predict, select_device, validation_split
+
+N, S, V, F, Q = range(5)
+SYNTH_PREFIX = "~"
+
+
+# ----------------------------------------------------------------------------- data
+def person_split(beats: BeatSet, minutes: float, fs: float) -> tuple[BeatSet, BeatSet]:
+    """(normal beats of the first ``minutes``, every beat after them) of one person's record."""
+    b = boundary_sample(minutes, fs)
+    early = beats.sample < b
+    normals = beats.subset(early & (beats.y == N))
+    if len(normals) < 2:
+        raise EcgError(f"record {beats.record[0] if len(beats) else '?'}: fewer than 2 normal "
+                       f"beats in the first {minutes} min, nothing to personalize on")
+    return normals, beats.subset(~early)
+
+
+def check_training_set(train: BeatSet, person: str, boundary: int, lib: FilterLibrary) -> None:
+    """Raise unless the training set holds, of real beats, only the person's early N beats and
+    the filter library holds no filter fitted on the person (leave-one-out)."""
+    synthetic = np.char.startswith(train.record.astype(str), SYNTH_PREFIX)
+    real = ~synthetic
+    if (train.record[real] != person).any():
+        others = sorted(set(train.record[real].tolist()) - {person})
+        raise EcgError(f"zeroshot: real beats of other records {others} in {person}'s training set")
+    bad = real & ((train.y != N) | (train.sample >= boundary) | (train.sample < 0))
+    if bad.any():
+        raise EcgError(f"zeroshot: {int(bad.sum())} real beats of {person} in its training set "
+                       f"are not normal beats of the first {boundary} samples")
+    if (lib.record == person).any() or (train.record == SYNTH_PREFIX + person).any():
+        raise EcgError(f"zeroshot: the ABS library of {person} holds filters fitted on {person}")
+
+
+def test_hours(root, record: str, fs: float, boundary: int) -> float:
+    """Hours of signal after the training minutes (from the WFDB header's length)."""
+    hdr = wfdb.rdheader(str(Path(resolve_root(root)) / record))
+    return max(0.0, hdr.sig_len * fs / hdr.fs - boundary) / fs / 3600.0
+
+
+# ----------------------------------------------------------------------------- metrics
+def binary_counts(y: np.ndarray, flagged: np.ndarray) -> dict[str, int]:
+    """TP/FN/FP/TN of abnormal (S, V) vs normal (N); F and Q beats are left out."""
+    abn = np.isin(y, [S, V])
+    nor = y == N
+    return {"TP": int((abn & flagged).sum()), "FN": int((abn & ~flagged).sum()),
+            "FP": int((nor & flagged).sum()), "TN": int((nor & ~flagged).sum())}
+
+
+def binary_rates(c: dict[str, int]) -> dict[str, float | None]:
+    """Se, Spe, +P (PPV), F1, Acc; None where the denominator is 0."""
+    def r(a, b):
+        return None if b == 0 else a / b
+    return {"Se": r(c["TP"], c["TP"] + c["FN"]), "Spe": r(c["TN"], c["TN"] + c["FP"]),
+            "PPV": r(c["TP"], c["TP"] + c["FP"]),
+            "F1": r(2 * c["TP"], 2 * c["TP"] + c["FP"] + c["FN"]),
+            "Acc": r(c["TP"] + c["TN"], sum(c.values()))}
+
+
+def alarm_stats(test: BeatSet, flagged: np.ndarray, fs: float, hours: float,
+                refractory_s: float, first: int = 3) -> dict:
+    """Early-warning figures of one person.
+
+    - ``detected_first3``: was at least one of the first ``first`` abnormal (S/V) test beats
+      flagged (None without abnormal test beats);
+    - ``p_detect_first3_model``: ``1 - (1 - Se)^3``, the chance of catching one of three
+      abnormal beats if misses were independent with this person's miss rate ``1 - Se``;
+    - ``triplets_detected``: fraction of all runs of 3 consecutive abnormal occurrences
+      (consecutive in the abnormal-beat sequence) with at least one flag;
+    - false alarms: an alarm fires at a flagged beat unless one fired less than
+      ``refractory_s`` seconds before; an alarm fired by an N beat is false.
+    """
+    order = np.argsort(test.sample, kind="stable")
+    y, fl, t = test.y[order], flagged[order], test.sample[order] / fs
+    abn = np.flatnonzero(np.isin(y, [S, V]))
+    out: dict = {"abnormal_beats": len(abn)}
+    if len(abn):
+        hits = fl[abn]
+        se = float(hits.mean())
+        out["detected_first3"] = bool(hits[:first].any())
+        out["first_detected_index"] = int(np.argmax(hits)) + 1 if hits.any() else None
+        out["p_detect_first3_model"] = 1.0 - (1.0 - se) ** first
+        k = len(hits) - first + 1
+        if k > 0:
+            win = np.lib.stride_tricks.sliding_window_view(hits, first).any(axis=1)
+            out["triplets_detected"] = float(win.mean())
+        else:
+            out["triplets_detected"] = float(hits.any())
+    else:
+        out.update(detected_first3=None, first_detected_index=None,
+                   p_detect_first3_model=None, triplets_detected=None)
+    last, alarms, false_alarms = -np.inf, 0, 0
+    for i in np.flatnonzero(fl):
+        if t[i] - last >= refractory_s:
+            alarms += 1
+            false_alarms += int(y[i] == N)
+            last = t[i]
+    out.update(alarms=alarms, false_alarms=false_alarms, hours=hours,
+               false_alarms_per_hour=false_alarms / hours if hours > 0 else None,
+               normal_flagged_per_hour=int((fl & (y == N)).sum()) / hours if hours > 0 else None)
+    return out
+
+
+# ----------------------------------------------------------------------------- pipeline
+def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | None = None,
+                save_model: bool = False) -> dict:
+    """Build the leave-one-out library, synthesize, train and test one person.
+
+    Parameters
+    ----------
+    cfg : ``ZeroShotConfig`` (DictConfig)
+    beats : record -> prepared beats; must hold ``record`` and the library records
+    record : the person
+    out_dir : where metrics.json, beats.png (and best.pt with ``save_model``) go; None: nowhere
+
+    Returns
+    -------
+    dict of metrics (also written as ``metrics.json``)
+    """
+    from ecgcnn.apps import write_json
+
+    if record not in beats:
+        raise EcgError(f"record: {record} has no prepared beats")
+    fs = float(cfg.data.fs)
+    boundary = boundary_sample(cfg.minutes, fs)
+    normals, test = person_split(beats[record], cfg.minutes, fs)
+    a = cfg.abs
+    lib = build_library(beats, list(cfg.library_records), record, a.taps, a.ridge,
+                        a.per_patient, cfg.seed, tuple(a.classes))
+    s = cfg.synth
+    synth = synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes}, cfg.seed,
+                       s.from_average, s.scale, s.noise, s.shift)
+    train = BeatSet.concat([normals, synth])
+    check_training_set(train, record, boundary, lib)
+    if cfg.labels == "binary":
+        # one "abnormal" output (the V slot) for every synthetic beat: the app only ever asks
+        # normal-vs-abnormal, and S/V filters can overlap in shape
+        train.y = np.where(train.y == N, N, V)
+    elif cfg.labels != "nsv":
+        raise EcgError(f"labels: unknown '{cfg.labels}' (nsv | binary)")
+
+    tr, va = validation_split(train, cfg.trainer.val_fraction, cfg.seed)
+    model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
+                        len(CLASSES))
+    res = fit(model, tr, va, cfg.optim, cfg.trainer,
+              out_dir=Path(out_dir) if (out_dir is not None and save_model) else None,
+              desc=f"zeroshot {record}")
+    probs = predict(model, test, select_device(cfg.trainer.device))
+    p_abn = 1.0 - probs[:, N]
+    flagged = p_abn > cfg.threshold
+    counts = binary_counts(test.y, flagged)
+    hours = test_hours(cfg.data.root, record, fs, boundary)
+    metrics = {
+        "record": record,
+        "train": {"normal_beats": len(normals), "synthetic": synth.counts(),
+                  "library_filters": lib.counts(),
+                  "library_records": sorted(set(lib.record.tolist())),
+                  "library_median_residual": float(np.median(lib.residual)),
+                  "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+                  "seconds": round(res.seconds, 2)},
+        "test": {"beats": len(test), "counts": test.counts(),
+                 "F_flagged": int((flagged & (test.y == F)).sum()),
+                 "Q_flagged": int((flagged & (test.y == Q)).sum())},
+        "binary": {**counts, **binary_rates(counts)},
+        "alarm": alarm_stats(test, flagged, fs, hours, cfg.alarm_refractory_s),
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_json(out_dir / "metrics.json", metrics)
+        if cfg.figures:
+            beats_figure(normals, synth, test, record).savefig(out_dir / "beats.png", dpi=90)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- figures
+def beats_figure(normals: BeatSet, synth: BeatSet, test: BeatSet, record: str,
+                 per_class: int = 25, before: int = 90, after: int = 162,
+                 fs: float = 360.0) -> Figure:
+    """Average normal beat, real test abnormal beats (display only) and synthetic ones."""
+    avg = average_normal(normals)[0]
+    t = (-before + np.linspace(0, before + after - 1, avg.shape[-1])) / fs * 1000.0
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2, sharey=True)
+    rng = np.random.default_rng(0)
+    for ax, cls in zip(axes, (S, V)):
+        for beats, colour, label in ((test, "tab:red", "real (test part)"),
+                                     (synth, "tab:blue", "synthetic")):
+            idx = np.flatnonzero(beats.y == cls)
+            if len(idx) > per_class:
+                idx = rng.choice(idx, per_class, replace=False)
+            for j, i in enumerate(idx):
+                ax.plot(t, beats.x[i, 0], color=colour, lw=0.6, alpha=0.35,
+                        label=f"{label} ({int((beats.y == cls).sum())})" if j == 0 else None)
+        ax.plot(t, avg, color="black", lw=2, label="average normal (first minutes)")
+        ax.set_title(f"record {record}: {CLASSES[cls]} beats")
+        ax.set_xlabel("ms from R peak")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0].set_ylabel("mV")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- summary
+def _mean(vals) -> float | None:
+    v = [x for x in vals if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def summarize(results: list[dict]) -> dict:
+    """Summary over persons: gross binary metrics (summed counts), per-person means and the
+    early-warning figures. ``p_detect_first3`` (headline) is the fraction of persons with
+    abnormal test beats whose first three were caught by at least one flag."""
+    if not results:
+        raise EcgError("summarize: no per-patient metrics to summarize")
+    counts = {k: sum(r["binary"][k] for r in results) for k in ("TP", "FN", "FP", "TN")}
+    with_abn = [r["alarm"] for r in results if r["alarm"]["abnormal_beats"] > 0]
+    hours = sum(r["alarm"]["hours"] for r in results)
+    false = sum(r["alarm"]["false_alarms"] for r in results)
+    return {
+        "patients": len(results),
+        "patients_with_abnormal_test_beats": len(with_abn),
+        "binary_gross": {**counts, **binary_rates(counts)},
+        "binary_mean": {k: _mean(r["binary"][k] for r in results)
+                        for k in ("Se", "Spe", "PPV", "F1", "Acc")},
+        "p_detect_first3": _mean(float(a["detected_first3"]) for a in with_abn),
+        "p_detect_first3_model": _mean(a["p_detect_first3_model"] for a in with_abn),
+        "p_detect_triplets": _mean(a["triplets_detected"] for a in with_abn),
+        "missed_first3": [r["record"] for r in results
+                          if r["alarm"]["detected_first3"] is False],
+        "false_alarms": false, "hours": hours,
+        "false_alarms_per_hour": false / hours if hours > 0 else None,
+        "normal_flagged_per_hour": _mean(r["alarm"]["normal_flagged_per_hour"] for r in results),
+    }
+
+
+def _fmt(x, pct=True) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.1f}" if pct else f"{x:.2f}"
+
+
+def _table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    head = ["record", "N test", "S+V test", "Se %", "Spe %", "+P %", "F1 %", "Acc %",
+            "first-3 hit", "1st hit #", "false alarms/h"]
+    rows = []
+    for r in results:
+        b, a, c = r["binary"], r["alarm"], r["test"]["counts"]
+        rows.append([r["record"], str(c["N"]), str(c["S"] + c["V"]), _fmt(b["Se"]),
+                     _fmt(b["Spe"]), _fmt(b["PPV"]), _fmt(b["F1"]), _fmt(b["Acc"]),
+                     {True: "yes", False: "NO", None: "–"}[a["detected_first3"]],
+                     str(a["first_detected_index"] or "–"),
+                     _fmt(a["false_alarms_per_hour"], pct=False)])
+    return head, rows
+
+
+def summary_figure(results: list[dict]) -> Figure:
+    names = [r["record"] for r in results]
+    x = np.arange(len(names))
+    fig = Figure(figsize=(max(6.0, 0.3 * len(names) + 2), 3.6))
+    ax = fig.add_subplot()
+    for off, key in ((-0.27, "Se"), (0.0, "Spe"), (0.27, "F1")):
+        ax.bar(x + off, [100 * (r["binary"][key] or 0) for r in results], 0.27, label=key)
+    ax.set_xticks(x, names, rotation=90, fontsize=7)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot ABS") -> dict:
+    """summary.json, report.md (+ summary.png) and a self-contained report.html."""
+    import base64
+    import html
+    import io
+
+    from ecgcnn.apps import write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = sorted(results, key=lambda r: r["record"])
+    summ = summarize(results)
+    write_json(out_dir / "summary.json", {**summ, "per_patient": results})
+    g = summ["binary_gross"]
+    notes = [(f"{summ['patients']} patients; gross binary (abnormal = S or V; F, Q not scored): "
+             f"Se {_fmt(g['Se'])}, Spe {_fmt(g['Spe'])}, +P {_fmt(g['PPV'])}, "
+             f"F1 {_fmt(g['F1'])}, Acc {_fmt(g['Acc'])} %"),
+             (f"P(one of the first 3 abnormal beats flagged): {_fmt(summ['p_detect_first3'])} % "
+             f"of {summ['patients_with_abnormal_test_beats']} patients (missed: "
+             f"{', '.join(summ['missed_first3']) or 'none'}); model 1-(1-Se)^3: "
+             f"{_fmt(summ['p_detect_first3_model'])} %; all abnormal triplets: "
+             f"{_fmt(summ['p_detect_triplets'])} %"),
+             (f"false alarms: {summ['false_alarms']} in {summ['hours']:.2f} h = "
+             f"{_fmt(summ['false_alarms_per_hour'], pct=False)} per hour")]
+    head, rows = _table(results)
+    png = io.BytesIO()
+    summary_figure(results).savefig(png, format="png", dpi=100)
+    (out_dir / "summary.png").write_bytes(png.getvalue())
+    md = [f"# {title}", "", *[f"- {n}" for n in notes], "", "| " + " | ".join(head) + " |",
+          "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows], "",
+          "![summary](summary.png)", ""]
+    (out_dir / "report.md").write_text("\n".join(md))
+    e = html.escape
+    img = base64.b64encode(png.getvalue()).decode()
+    doc = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+           ("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+           "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}</style></head><body>"),
+           f"<h1>{e(title)}</h1><ul>", *[f"<li>{e(n)}</li>" for n in notes], "</ul><table>",
+           "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>",
+           *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows],
+           f"</table><img src='data:image/png;base64,{img}'></body></html>"]
+    (out_dir / "report.html").write_text("\n".join(doc))
+    return summ
+
+
+def summarize_dir(root: Path, out_dir: Path | None = None) -> dict:
+    """Gather every ``metrics.json`` under ``root`` (e.g. a Hydra multirun folder) and write
+    the summary into ``out_dir`` (default ``root``)."""
+    import json
+
+    paths = sorted(Path(root).rglob("metrics.json"))
+    if not paths:
+        raise EcgError(f"{root}: no metrics.json found below this folder")
+    results = [json.loads(p.read_text()) for p in paths]
+    recs = [r.get("record") for r in results]
+    if len(set(recs)) != len(recs):
+        raise EcgError(f"{root}: several metrics.json for the same record "
+                       f"{sorted({r for r in recs if recs.count(r) > 1})}")
+    return write_summary(results, Path(out_dir) if out_dir else Path(root))
