@@ -18,7 +18,7 @@ from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.models import build_model, count_parameters, flops_per_beat
-from ecgcnn.training.loop import fit, is_main_process, validation_split
+from ecgcnn.training.loop import fit, is_main_process, seed_everything, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     try:
         beats = training_beats(cfg)
         train_set, val_set = validation_split(beats, cfg.trainer.val_fraction, cfg.trainer.seed)
+        # The initial weights draw from the global RNG: seed it here, or they depend on whatever
+        # ran before in this process (another run, a cache miss) and "same seed" means nothing.
+        seed_everything(cfg.trainer.seed)
         model = model_for(cfg, beats)
         n_params = count_parameters(model)
         flops = flops_per_beat(model, beats.x.shape[1], beats.x.shape[2], len(RR_FEATURES))
