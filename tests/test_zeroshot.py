@@ -1,0 +1,173 @@
+"""Zero-shot ABS: FIR fitting, leave-one-out library, training-set guard, metrics, one real patient."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import compose
+
+import ecgcnn.apps.zeroshot as app
+from ecgcnn.data.beats import CLASSES, BeatSet
+from ecgcnn.errors import EcgError
+from ecgcnn.synthesis import apply_fir, build_library, convolution_matrix, fit_fir, synthesize
+from ecgcnn.synthesis.zeroshot import (
+    alarm_stats,
+    binary_counts,
+    binary_rates,
+    check_training_set,
+    person_split,
+)
+
+N, S, V, F, Q = range(5)
+
+
+def beat_shape(length: int = 128, width: float = 3.0, r: int = 46) -> np.ndarray:
+    """P wave, QRS and T wave as Gaussians on a 128-sample window (R at index 46)."""
+    t = np.arange(length)
+    return (0.15 * np.exp(-0.5 * ((t - r + 20) / 4) ** 2) + np.exp(-0.5 * ((t - r) / width) ** 2)
+            - 0.2 * np.exp(-0.5 * ((t - r - 5) / 2) ** 2)
+            + 0.3 * np.exp(-0.5 * ((t - r - 50) / 10) ** 2))
+
+
+def test_apply_fir_is_centered_convolution():
+    rng = np.random.default_rng(0)
+    x, h = rng.normal(size=128), rng.normal(size=31)
+    assert np.allclose(apply_fir(x, h), np.convolve(x, h, "same"), atol=1e-12)
+    assert np.allclose(convolution_matrix(x, 31) @ h, np.convolve(x, h, "same"), atol=1e-12)
+    with pytest.raises(EcgError, match="odd"):
+        convolution_matrix(x, 30)
+
+
+def test_fit_fir_recovers_known_degradation():
+    x = beat_shape()
+    # a known degradation: widening (smoothing) + delay of 3 samples + gain 1.8, 21 taps
+    k = np.arange(21) - 10
+    h_true = 1.8 * np.exp(-0.5 * ((k - 3) / 2.0) ** 2)
+    h_true /= h_true.sum() / 1.8
+    y = apply_fir(x, h_true)
+    h = fit_fir(x, y, taps=21, ridge=1e-10)
+    assert np.max(np.abs(h - h_true)) < 1e-3 * np.max(np.abs(h_true))
+    assert np.linalg.norm(apply_fir(x, h) - y) / np.linalg.norm(y) < 1e-6
+    # a longer filter than the truth puts (almost) nothing in its outer taps
+    h_long = fit_fir(x, y, taps=31, ridge=1e-10)
+    assert np.max(np.abs(h_long[5:26] - h_true)) < 1e-2 * np.max(np.abs(h_true))
+    assert np.max(np.abs(np.r_[h_long[:5], h_long[26:]])) < 1e-2 * np.max(np.abs(h_true))
+    # ridge shrinks the filter
+    assert np.linalg.norm(fit_fir(x, y, 21, ridge=10.0)) < np.linalg.norm(h)
+
+
+def fake_record(name: str, n: int = 200, seed: int = 0, abnormal_every: int = 5) -> BeatSet:
+    """Beats of one fake record, one R peak per 0.8 s; every 5th beat S or V (wide)."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, np.int64)
+    y[abnormal_every - 1::abnormal_every] = S
+    y[abnormal_every - 1::2 * abnormal_every] = V
+    x = np.stack([beat_shape(width=8.0 if c == V else 3.0) for c in y])
+    x = np.stack([x, 0.5 * x], axis=1).astype(np.float32) + rng.normal(0, 0.01, (n, 2, 128))
+    rr = np.tile(np.array([0.8, 0.8, 0.8, 0.8, 1.0, 1.0, 1.0], np.float32), (n, 1))
+    rr[y != N, 4] = 0.7
+    rr[y != N, 5] = 1.3
+    sym = np.array([{N: "N", S: "A", V: "V"}[c] for c in y], dtype="<U2")
+    return BeatSet(x=x.astype(np.float32), rr=rr, y=y, sample=np.arange(n) * 288,
+                   record=np.full(n, name, dtype="<U8"), symbol=sym)
+
+
+def test_leave_one_out_library_and_training_set():
+    beats = {r: fake_record(r, seed=i) for i, r in enumerate(["r1", "r2", "r3"])}
+    person = "r2"
+    lib = build_library(beats, ["r1", "r2", "r3"], person, taps=15, ridge=0.01,
+                        per_patient=6, seed=0)
+    assert set(lib.record.tolist()) == {"r1", "r3"}
+    assert lib.counts() == {"S": 12, "V": 12}  # capped at 6 per class and patient
+    # every filter points at a real abnormal beat of its own record
+    for rec, smp, c in zip(lib.record, lib.sample, lib.y):
+        src = beats[rec]
+        assert src.y[np.flatnonzero(src.sample == smp)[0]] == c
+    assert np.allclose(lib.rr_ratio, [0.7, 1.3])
+
+    boundary = 100 * 288  # first 100 beats are "the first minutes"
+    normals, test = person_split(beats[person], minutes=boundary / 60 / 360, fs=360.0)
+    assert (normals.y == N).all() and (normals.sample < boundary).all()
+    assert len(normals) == 80 and len(test) == 100  # 20 of the first 100 beats are S/V
+    synth = synthesize(normals, lib, {"S": 30, "V": 30}, seed=0, scale=0.1, noise=0.01, shift=2)
+    assert synth.counts()["S"] == 30 and synth.counts()["V"] == 30
+    assert not np.isin(synth.record, ["~r2", "r2"]).any()
+    assert set(synth.record.tolist()) <= {"~r1", "~r3"} and (synth.sample == -1).all()
+    # RR context: the person's local RR scaled by the filter's ratios
+    assert np.allclose(synth.rr[:, 0], 0.8 * 0.7) and np.allclose(synth.rr[:, 4], 0.7)
+    train = BeatSet.concat([normals, synth])
+    check_training_set(train, person, boundary, lib)
+
+    own = beats[person]
+    real_s = own.subset(np.flatnonzero(own.y == S)[:1])  # an early S beat of the person
+    with pytest.raises(EcgError, match="not normal"):
+        check_training_set(BeatSet.concat([train, real_s]), person, boundary, lib)
+    late_n = own.subset(np.flatnonzero((own.y == N) & (own.sample >= boundary))[:1])
+    with pytest.raises(EcgError, match="not normal beats of the first"):
+        check_training_set(BeatSet.concat([train, late_n]), person, boundary, lib)
+    other = beats["r1"].subset([0])
+    with pytest.raises(EcgError, match="other records"):
+        check_training_set(BeatSet.concat([train, other]), person, boundary, lib)
+    own_lib = build_library(beats, ["r1", "r2"], None, 15, 0.01, 2, 0)
+    with pytest.raises(EcgError, match="holds filters fitted on r2"):
+        check_training_set(train, person, boundary, own_lib)
+    with pytest.raises(EcgError, match="must all be normal"):
+        synthesize(own.subset(np.arange(10)), lib, {"S": 5}, seed=0)
+
+
+def test_binary_metrics_and_alarms_by_hand():
+    #          N  N  S  V  N  F  V  V  N  Q
+    y = np.array([0, 0, 1, 2, 0, 3, 2, 2, 0, 4])
+    fl = np.array([0, 1, 0, 0, 0, 1, 1, 1, 0, 1], bool)
+    c = binary_counts(y, fl)
+    assert c == {"TP": 2, "FN": 2, "FP": 1, "TN": 3}  # F and Q not scored
+    m = binary_rates(c)
+    assert m["Se"] == 0.5 and m["Spe"] == 0.75 and m["PPV"] == 2 / 3
+    assert m["F1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2)) and m["Acc"] == 5 / 8
+    beats = BeatSet(x=np.zeros((10, 1, 4), np.float32), rr=np.zeros((10, 7), np.float32), y=y,
+                    sample=np.arange(10) * 3600, record=np.full(10, "p", "<U8"),
+                    symbol=np.full(10, "N", "<U2"))  # one beat every 10 s at 360 Hz
+    a = alarm_stats(beats, fl, fs=360.0, hours=0.5, refractory_s=15.0)
+    # abnormal beats S, V, V, V: hits 0 0 1 1 -> first hit is the 3rd abnormal beat
+    assert a["detected_first3"] is True and a["first_detected_index"] == 3
+    assert a["triplets_detected"] == 1.0 and a["p_detect_first3_model"] == 1 - 0.5 ** 3
+    # flags at 10 s (N: false alarm), 50 s (F: alarm), 60 s (< 15 s after the last alarm:
+    # none), 70 s (V: alarm), 90 s (Q: alarm)
+    assert a["alarms"] == 4 and a["false_alarms"] == 1 and a["false_alarms_per_hour"] == 2.0
+
+
+def test_config_composes_with_schema():
+    cfg = compose("zeroshot", ["record=208"])
+    assert cfg.record == "208" and cfg.model.name == "kiranyaz2016" and len(cfg.records) == 34
+    assert not {"105", "114", "201", "202", "207", "209", "213", "222", "223", "234"} & set(
+        cfg.records)
+    assert len(cfg.library_records) == 44 and cfg.trainer.num_threads == 1
+    with pytest.raises(Exception, match="abs.tapz"):
+        compose("zeroshot", ["abs.tapz=3"])
+    with pytest.raises(Exception, match="taps"):
+        compose("zeroshot", ["abs.taps=many"])
+
+
+@pytest.mark.slow
+def test_one_real_patient_end_to_end(mitdb, tmp_path):
+    lib = ["100", "106", "119", "208", "232"]
+    cfg = compose("zeroshot", [
+        "record=119", f"library_records=[{','.join(lib)}]", f"data.root={mitdb}",
+        f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=3",
+        "synth.n_per_class=150", "save_model=false"])
+    m = app.run(cfg, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["record"] == "119" and (tmp_path / "out" / "beats.png").is_file()
+    b = saved["binary"]
+    # record 119 after 5 min: only N and V beats; every scored beat is counted once
+    counts = saved["test"]["counts"]
+    assert b["TP"] + b["FN"] == counts["S"] + counts["V"] > 300
+    assert b["FP"] + b["TN"] == counts["N"] > 1000
+    assert all(0.0 <= b[k] <= 1.0 for k in ("Se", "Spe", "PPV", "F1", "Acc"))
+    assert "119" not in saved["train"]["library_records"]
+    assert saved["train"]["synthetic"]["S"] == saved["train"]["synthetic"]["V"] == 150
+    assert 0.40 < saved["alarm"]["hours"] < 0.42  # 30:06 min record minus 5 min
+    assert m["binary"] == b
+    assert CLASSES[N] == "N"
