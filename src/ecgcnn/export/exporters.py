@@ -42,11 +42,14 @@ def _refuse_existing(*paths: Path) -> None:
 def export_torchscript(module: torch.nn.Module, meta: dict, path: Path) -> None:
     """Trace, freeze and save ``module`` with ``meta`` embedded as an extra file."""
     x, rr = _example(module)
-    with torch.no_grad():
+    # torch 2.13 flags all of torch.jit as deprecated in favour of torch.export; TorchScript
+    # is still what C++/mobile deployments load, so we keep it and silence the notice.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(module, (x, rr))
         # freeze inlines the weights as constants and folds what it can (conv + bias, etc.).
         frozen = torch.jit.freeze(traced.eval())
-    torch.jit.save(frozen, str(path), _extra_files={META_NAME: json.dumps(meta)})
+        torch.jit.save(frozen, str(path), _extra_files={META_NAME: json.dumps(meta)})
 
 
 def export_onnx(module: torch.nn.Module, meta: dict, path: Path) -> None:
@@ -55,11 +58,12 @@ def export_onnx(module: torch.nn.Module, meta: dict, path: Path) -> None:
 
     x, rr = _example(module)
     batch = torch.export.Dim("batch")
-    # The exporter reports progress on stdout and warns about optional torchvision ops
-    # through logging: neither is news to the user of a CNN export.
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)
+    # The exporter reports progress on stdout, and it and its optimizer passes log at INFO
+    # (shown under Hydra's logging setup): none of it is news to the user of a CNN export.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -69,7 +73,8 @@ def export_onnx(module: torch.nn.Module, meta: dict, path: Path) -> None:
                 dynamic_shapes=({0: batch}, {0: batch}),
             )
     finally:
-        onnx_log.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_NAME, json.dumps(meta)

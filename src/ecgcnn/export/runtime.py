@@ -16,8 +16,10 @@ care which file they were given.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -86,7 +88,7 @@ class FusedCNN1D(nn.Module):
     Parameters
     ----------
     model : CNN1D
-        A trained model; its weights are shared (BN-folded convs are new tensors).
+        A trained model; it is copied, so moving or casting the fused one leaves it alone.
 
     Notes
     -----
@@ -103,6 +105,7 @@ class FusedCNN1D(nn.Module):
         self.in_channels, self.length = model.in_channels, model.length
         self.n_rr, self.n_classes = model.n_rr, model.n_classes
         self.model_args = dict(model.model_args)
+        model = copy.deepcopy(model).eval()
         self.features = nn.Sequential(*[_fused_block(b) for b in model.features])
         self.head = nn.Sequential(*[m for m in model.head if not isinstance(m, nn.Dropout)])
         self.eval()
@@ -178,7 +181,9 @@ def _is_torchscript(path: Path) -> bool:
 def _torchscript_runtime(path: Path, batch_size: int) -> Runtime:
     extra = {META_NAME: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():  # torch.jit's deprecation notice (see exporters.py)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
         raise EcgError(f"{path}: not a loadable TorchScript model "
                        f"({str(exc).strip().splitlines()[0][:160]})") from None
@@ -201,9 +206,11 @@ def ort_session(path: Path, num_threads: int):
     opts.intra_op_num_threads = int(num_threads)
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # onnxruntime's Fail / InvalidGraph / InvalidProtobuf share only RuntimeException.
-    errors = (ort.capi.onnxruntime_pybind11_state.RuntimeException,
-              ort.capi.onnxruntime_pybind11_state.Fail)
+    # onnxruntime's own error types (InvalidProtobuf, InvalidGraph, Fail, ...) share no base
+    # class but Exception; catch exactly those, not our own bugs.
+    state = ort.capi.onnxruntime_pybind11_state
+    errors = tuple(c for c in vars(state).values()
+                   if isinstance(c, type) and issubclass(c, Exception))
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except errors as exc:

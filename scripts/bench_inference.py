@@ -1,0 +1,289 @@
+"""Batched CPU inference speed of the default CNN, against plain eager PyTorch.
+
+    python scripts/bench_inference.py            # ~100k real beats, DS1 training epochs first
+    python scripts/bench_inference.py --quick    # 16k random beats, no training, 3 repeats
+    python scripts/bench_inference.py --checkpoint outputs/train/.../best.pt --epochs 0
+
+Baseline: ``model(x, rr)`` of the trained CNN1D (kiranyaz2016: 2 x 128 input, 7 RR features,
+5 classes) in eager mode over batches of 4096, float32, under ``torch.no_grad()``. Every
+candidate also runs under no_grad (or inference_mode where named) so that the comparison is
+about the runtime, not about autograd bookkeeping. ``torch.set_num_threads(2)``.
+
+Timings: every candidate runs once per round, round-robin, so that load from other processes
+on the machine hits all of them alike; the figure is the median over rounds (min-max shown).
+A candidate counts ("ok") only when its argmax equals the baseline's on every beat and its
+logits are within 1e-4 (low-precision candidates are shown but never chosen unless both hold).
+The last line is one JSON object: beats_per_s (best verified), baseline_beats_per_s, speedup,
+ds1_epoch_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ecgcnn.export import export_model, fuse_for_inference, ort_session
+from ecgcnn.models import CNN1D
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = 2
+TOL = 1e-4
+
+
+# ----------------------------------------------------------------------------- inputs
+def compose_train(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    import ecgcnn.config  # noqa: F401  (registers the schemas)
+    from ecgcnn.apps import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def data_root() -> str:
+    return os.environ.get("ECGCNN_DATA_DIR") or str((REPO / "../shared/data/mitdb").resolve())
+
+
+def train_ds1(epochs: int, out: Path) -> tuple[float, Path]:
+    """Train the default config on DS1 for ``epochs``; seconds per epoch and best.pt."""
+    from ecgcnn.apps.train import train
+
+    cfg = compose_train(["split=inter_patient", "trainer.progress=false",
+                         f"trainer.max_epochs={epochs}", f"data.root={data_root()}"])
+    summary = train(cfg, out)
+    print(f"DS1 training: {summary['train_beats']:,} beats, {summary['epochs_run']} epochs, "
+          f"{summary['seconds_per_epoch']} s/epoch (train + validation, {THREADS} threads)")
+    return float(summary["seconds_per_epoch"]), out / "best.pt"
+
+
+def real_beats(n: int) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    """Up to ``n`` real beats (all 48 records, default beat settings), or None without data."""
+    from ecgcnn.data.cache import load_beats
+
+    root = Path(data_root())
+    if not (root / "100.hea").is_file():
+        return None
+    cfg = compose_train([f"data.root={root}"]).data
+    beats = load_beats(cfg, records=list(cfg.records)).all()
+    k = min(n, len(beats))
+    return (torch.from_numpy(beats.x[:k]).float(), torch.from_numpy(beats.rr[:k]).float(),
+            f"{k:,} real MIT-BIH beats")
+
+
+def default_model() -> CNN1D:
+    """The default kiranyaz2016 model with random weights (when no checkpoint is given)."""
+    from ecgcnn.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(compose_train([]).model, 2, 128, 7, 5).eval()
+
+
+# ----------------------------------------------------------------------------- candidates
+def conv_as_matmul(model: CNN1D) -> Callable:
+    """Both convs as unfold + GEMM in (B, T, C) layout, pooling before tanh (kiranyaz2016 only:
+    two max-pooled tanh blocks, one hidden FC layer)."""
+    c1, c2 = model.features[0][0], model.features[1][0]
+    l1, l2 = model.head[0], model.head[2]
+    k1, k2 = c1.kernel_size[0], c2.kernel_size[0]
+    p1, p2 = model.features[0][2].kernel_size, model.features[1][2].kernel_size
+    w1 = c1.weight.detach().reshape(c1.out_channels, -1).t().contiguous()  # (C_in*K, C_out)
+    w2 = c2.weight.detach().reshape(c2.out_channels, -1).t().contiguous()
+    t2 = model.length // p1 // p2
+    # the flatten order becomes (t, c) instead of (c, t): permute fc1's input columns to match
+    wf = l1.weight.detach()[:, :c2.out_channels * t2].reshape(-1, c2.out_channels, t2)
+    wfc = torch.cat([wf.permute(0, 2, 1).reshape(l1.out_features, -1),
+                     l1.weight.detach()[:, c2.out_channels * t2:]], 1).t().contiguous()
+
+    def run(x, rr):
+        b = x.shape[0]
+        t1 = model.length // p1 * p1  # pooling drops the tail: no need to compute it
+        u = F.pad(x, (k1 // 2, k1 // 2)).unfold(2, k1, 1)[:, :, :t1]  # (B, C, t1, K)
+        u = u.permute(0, 2, 1, 3).reshape(b * t1, -1)
+        z = torch.tanh(torch.addmm(c1.bias, u, w1).view(b, t1 // p1, p1, -1).amax(2))
+        u = F.pad(z, (0, 0, k2 // 2, k2 // 2)).unfold(1, k2, 1)  # (B, T, C, K)
+        n2 = z.shape[1] // p2 * p2
+        u = u[:, :n2].reshape(b * n2, -1)
+        z = torch.tanh(torch.addmm(c2.bias, u, w2).view(b, n2 // p2, p2, -1).amax(2))
+        h = torch.tanh(torch.addmm(l1.bias, torch.cat([z.reshape(b, -1), rr], 1), wfc))
+        return l2(h)
+
+    return run
+
+
+def torchscript(module, x, optimize: bool):
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CNN1D's input checks become trace constants: fine here
+        ts = torch.jit.freeze(torch.jit.trace(module, (x[:3], torch.zeros(3, 7))).eval())
+        return torch.jit.optimize_for_inference(ts) if optimize else ts
+
+
+def compiled(module, x, rr):
+    try:
+        fn = torch.compile(module, dynamic=False)
+        with torch.no_grad():
+            fn(x[:4096], rr[:4096])
+        return fn
+    except Exception as exc:  # noqa: BLE001  (inductor fails in many ways without a compiler)
+        print(f"torch.compile: skipped ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        return None
+
+
+def onnx_runner(path: Path, threads: int):
+    sess = ort_session(path, threads)
+    return lambda x, rr: sess.run(["logits"], {"beats": x.numpy(), "rr": rr.numpy()})[0]
+
+
+def half(module, dtype):
+    m = fuse_for_inference(module).to(dtype)
+    return lambda x, rr: m(x.to(dtype), rr.to(dtype)).float()
+
+
+def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
+    """name -> (function, batch size, grad context)."""
+    fused = fuse_for_inference(model)
+    no_grad, inf = torch.no_grad, torch.inference_mode
+    c = {
+        "baseline: eager, no_grad": (model, 4096, no_grad),
+        "eager, inference_mode": (model, 4096, inf),
+        "fused (pool before tanh)": (fused, 4096, inf),
+        "fused, batch 1024": (fused, 1024, inf),
+        "fused, batch 16384": (fused, 16384, inf),
+        "fused, batch 65536": (fused, 65536, inf),
+        "conv as unfold+matmul": (conv_as_matmul(model), 4096, inf),
+        "TorchScript frozen": (torchscript(model, x, False), 4096, inf),
+        "TorchScript frozen + optimize_for_inference": (torchscript(model, x, True), 4096, inf),
+        "TorchScript fused frozen": (torchscript(fused, x, False), 4096, inf),
+        "bfloat16 fused": (half(model, torch.bfloat16), 4096, inf),
+        "float16 fused": (half(model, torch.float16), 4096, inf),
+    }
+    onnx_path = export_model(ckpt, tmp / "onnx", "onnx")["model"]  # the fused graph
+    plain_onnx = tmp / "plain.onnx"
+    _export_plain_onnx(model, plain_onnx)
+    for threads in (1, 2):
+        c[f"ONNX Runtime plain, {threads} thread(s)"] = (onnx_runner(plain_onnx, threads), 4096,
+                                                        no_grad)
+        c[f"ONNX Runtime fused, {threads} thread(s)"] = (onnx_runner(onnx_path, threads), 4096,
+                                                        no_grad)
+    for bs in (1024, 16384):
+        c[f"ONNX Runtime fused, 2 threads, batch {bs}"] = (onnx_runner(onnx_path, 2), bs, no_grad)
+    if not quick:
+        for name, mod in (("torch.compile eager model", model), ("torch.compile fused", fused)):
+            fn = compiled(mod, x, rr)
+            if fn is not None:
+                c[name] = (fn, 4096, no_grad)
+    return c
+
+
+def _export_plain_onnx(model: CNN1D, path: Path) -> None:
+    """The unfused CNN1D as ONNX (to separate what ORT gains from what the fusion gains)."""
+    from ecgcnn.export.exporters import export_onnx
+
+    meta = {"classes": list("NSVFQ"), "model_args": model.model_args, "input_shape": [2, 128]}
+    export_onnx(model, meta, path)
+
+
+# ----------------------------------------------------------------------------- timing
+def run_all(fn, x, rr, bs: int, ctx) -> torch.Tensor:
+    with ctx():
+        out = [fn(x[i:i + bs], rr[i:i + bs]) for i in range(0, len(x), bs)]
+    return torch.cat([o if isinstance(o, torch.Tensor) else torch.from_numpy(o) for o in out])
+
+
+def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
+    ref = run_all(*cands["baseline: eager, no_grad"][:1], x, rr, 4096, torch.no_grad)
+    res = {}
+    for name, (fn, bs, ctx) in cands.items():
+        out = run_all(fn, x, rr, bs, ctx)
+        for _ in range(warmup - 1):
+            run_all(fn, x, rr, bs, ctx)
+        diff = (out.float() - ref).abs().max().item()
+        agree = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+        res[name] = {"batch": bs, "max_logit_diff": diff, "argmax_agreement": agree,
+                     "verified": agree == 1.0 and diff <= TOL, "times": []}
+    for _ in range(repeats):
+        for name, (fn, bs, ctx) in cands.items():
+            t = time.perf_counter()
+            run_all(fn, x, rr, bs, ctx)
+            res[name]["times"].append(time.perf_counter() - t)
+    for r in res.values():
+        t = np.asarray(r.pop("times"))
+        r["beats_per_s"] = len(x) / float(np.median(t))
+        r["range"] = (len(x) / t.max(), len(x) / t.min())
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="16k random beats, 3 repeats, no training")
+    ap.add_argument("--beats", type=int, default=98_304, help="beats per pass (24 x 4096)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=2, help="DS1 training epochs timed (0: skip)")
+    ap.add_argument("--checkpoint", type=Path, help="benchmark this model (default: trained here)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.beats, args.repeats, args.epochs = 16_384, 3, 0
+    torch.set_num_threads(THREADS)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_inference_"))
+    epoch_s, ckpt = None, args.checkpoint
+    if args.epochs > 0:
+        epoch_s, trained = train_ds1(args.epochs, tmp / "train")
+        ckpt = ckpt or trained
+    torch.set_num_threads(THREADS)  # training sets its own thread count
+    if ckpt is None:
+        from ecgcnn.training.checkpoint import save_checkpoint
+
+        model = default_model()
+        ckpt = tmp / "random.pt"
+        save_checkpoint({"model": model.state_dict(), "model_args": model.model_args,
+                         "classes": list("NSVFQ")}, ckpt)
+        print("model: kiranyaz2016 with random weights")
+    else:
+        from ecgcnn.apps.evaluate import load_model
+
+        model = load_model(ckpt)[0]
+        print(f"model: {ckpt}")
+
+    data = None if args.quick else real_beats(args.beats)
+    if data is None:
+        g = torch.Generator().manual_seed(0)
+        data = (torch.randn(args.beats, 2, 128, generator=g),
+                torch.rand(args.beats, 7, generator=g) + 0.5, f"{args.beats:,} random beats")
+    x, rr, what = data
+    print(f"inputs: {what}; {THREADS} threads; {args.repeats} rounds after warm-up; "
+          f"torch {torch.__version__}")
+
+    cands = candidates(model, ckpt, x, rr, tmp, args.quick)
+    res = measure(cands, x, rr, warmup=2, repeats=args.repeats)
+    base = res["baseline: eager, no_grad"]["beats_per_s"]
+    print(f"\n{'runtime':48s} {'batch':>6s} {'beats/s':>9s} {'min-max':>17s} {'x base':>6s} "
+          f"{'max|dlogit|':>11s} {'argmax=':>8s}  ok")
+    for name, r in sorted(res.items(), key=lambda kv: -kv[1]["beats_per_s"]):
+        lo, hi = r["range"]
+        print(f"{name:48s} {r['batch']:6d} {r['beats_per_s']:9.0f} {lo:8.0f}-{hi:<8.0f} "
+              f"{r['beats_per_s'] / base:6.2f} {r['max_logit_diff']:11.2e} "
+              f"{100 * r['argmax_agreement']:7.3f}%  {'yes' if r['verified'] else 'NO'}")
+    best_name, best = max(((n, r) for n, r in res.items() if r["verified"]),
+                          key=lambda nr: nr[1]["beats_per_s"])
+    print(f"\nbest verified runtime: {best_name} (batch {best['batch']})")
+    print(json.dumps({"beats_per_s": round(best["beats_per_s"]),
+                      "baseline_beats_per_s": round(base),
+                      "speedup": round(best["beats_per_s"] / base, 2),
+                      "ds1_epoch_s": epoch_s}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
