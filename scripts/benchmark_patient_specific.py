@@ -59,6 +59,23 @@ def _run(job):
     return record, minutes, m["seconds"]
 
 
+def _train_common(args, out: Path, minutes) -> Path:
+    """The common model: common set + every patient's first minutes, validated on a hold-out
+    of those training beats only."""
+    from hydra import compose, initialize_config_dir
+
+    from ecgcnn.apps import CONFIG_DIR
+    from ecgcnn.apps.train import train
+
+    ft = [o for o in args.overrides if o.split("=")[0].split(".")[0] in ("data", "model", "split")]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "split=patient_specific", "train_on=all", "trainer.progress=false",
+            f"trainer.max_epochs={args.common_epochs}", f"split.minutes={min(minutes)}", *ft])
+    train(cfg, out)
+    return out / "best.pt"
+
+
 def _peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -72,6 +89,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--minutes", default=None, help="comma list, e.g. 1,2,3,5 (default: config)")
     ap.add_argument("--records", default=None, help="comma list (default: the split's 44)")
+    ap.add_argument("--common-model", default="none",
+                    help="'none': every patient model starts from scratch (Kiranyaz 2016); "
+                         "'train': first train a common model on the common set plus every "
+                         "patient's first minutes (no test beat) and fine-tune from it; or a "
+                         "checkpoint path")
+    ap.add_argument("--common-epochs", type=int, default=30)
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -88,8 +111,17 @@ def main(argv=None) -> int:
     if out.exists() and any(out.iterdir()):
         print(f"error: {out}: output directory exists and is not empty", file=sys.stderr)
         return 2
-    jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
     del prep
+    overrides = list(args.overrides)
+    if args.common_model != "none":
+        ckpt = args.common_model
+        if ckpt == "train":
+            t1 = time.perf_counter()
+            ckpt = str(_train_common(args, out / "common", minutes))
+            print(f"common model trained in {time.perf_counter() - t1:.1f} s: {ckpt}")
+        overrides.append(f"init_from={ckpt}")
+    args.overrides = overrides
+    jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
     ctx = mp.get_context("fork")
     times = []
     with ctx.Pool(args.workers, initializer=_init, initargs=(args.overrides, records)) as pool:
