@@ -4,8 +4,8 @@
     python scripts/bench_inference.py --quick    # 16k random beats, no training, 3 repeats
     python scripts/bench_inference.py --checkpoint outputs/train/.../best.pt --epochs 0
 
-Baseline: ``model(x, rr)`` of the trained CNN1D (kiranyaz2016: 2 x 128 input, 7 RR features,
-5 classes) in eager mode over batches of 4096, float32, under ``torch.no_grad()``. Every
+Baseline: ``model(x, rr)`` of the trained CNN1D (kiranyaz2016: 2 x 128 input, the RR features
+of ``ecgcnn.data.beats.RR_FEATURES``, 5 classes) in eager mode over batches of 4096, float32, under ``torch.no_grad()``. Every
 candidate also runs under no_grad (or inference_mode where named) so that the comparison is
 about the runtime, not about autograd bookkeeping. ``torch.set_num_threads(2)``.
 
@@ -84,10 +84,11 @@ def real_beats(n: int) -> tuple[torch.Tensor, torch.Tensor, str] | None:
 
 def default_model() -> CNN1D:
     """The default kiranyaz2016 model with random weights (when no checkpoint is given)."""
+    from ecgcnn.data.beats import CLASSES, RR_FEATURES
     from ecgcnn.models import build_model
 
     torch.manual_seed(0)
-    return build_model(compose_train([]).model, 2, 128, 7, 5).eval()
+    return build_model(compose_train([]).model, 2, 128, len(RR_FEATURES), len(CLASSES)).eval()
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -125,7 +126,7 @@ def conv_as_matmul(model: CNN1D) -> Callable:
 def torchscript(module, x, optimize: bool):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # CNN1D's input checks become trace constants: fine here
-        ts = torch.jit.freeze(torch.jit.trace(module, (x[:3], torch.zeros(3, 7))).eval())
+        ts = torch.jit.freeze(torch.jit.trace(module, (x[:3], torch.zeros(3, module.n_rr))).eval())
         return torch.jit.optimize_for_inference(ts) if optimize else ts
 
 
@@ -186,7 +187,8 @@ def _export_plain_onnx(model: CNN1D, path: Path) -> None:
     """The unfused CNN1D as ONNX (to separate what ORT gains from what the fusion gains)."""
     from ecgcnn.export.exporters import export_onnx
 
-    meta = {"classes": list("NSVFQ"), "model_args": model.model_args, "input_shape": [2, 128]}
+    meta = {"classes": list("NSVFQ"), "model_args": model.model_args,
+            "input_shape": [model.in_channels, model.length]}
     export_onnx(model, meta, path)
 
 
@@ -260,7 +262,8 @@ def main(argv=None) -> int:
     if data is None:
         g = torch.Generator().manual_seed(0)
         data = (torch.randn(args.beats, 2, 128, generator=g),
-                torch.rand(args.beats, 7, generator=g) + 0.5, f"{args.beats:,} random beats")
+                torch.rand(args.beats, model.n_rr, generator=g) + 0.5,
+                f"{args.beats:,} random beats")
     x, rr, what = data
     print(f"inputs: {what}; {THREADS} threads; {args.repeats} rounds after warm-up; "
           f"torch {torch.__version__}")

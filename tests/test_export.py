@@ -23,12 +23,13 @@ CLASSES = ["N", "S", "V", "F", "Q"]
 DATA = {"fs": 360.0, "leads": ["MLII"], "resample": True,
         "filter": {"kind": "bandpass", "low_hz": 0.5, "high_hz": 40.0, "order": 2},
         "beat": {"before": 90, "after": 162, "length": 128, "trio": True}}
+NRR = len(RR_FEATURES)
 KIRANYAZ = [ConvSpec(32, 15), ConvSpec(16, 15, pool_size=14, pool_stride=14)]
 
 
 def make_model(seed: int = 0, **kw) -> CNN1D:
     torch.manual_seed(seed)
-    args = {"in_channels": 2, "length": 128, "n_rr": 7, "n_classes": 5, "conv": KIRANYAZ,
+    args = {"in_channels": 2, "length": 128, "n_rr": NRR, "n_classes": 5, "conv": KIRANYAZ,
             "fc": [10]} | kw
     model = CNN1D(**args)
     if args.get("batch_norm"):  # non-trivial running statistics, so folding BN is tested
@@ -58,7 +59,7 @@ def exported(tmp_path_factory):
 def random_beats(n: int, seed: int = 1):
     g = np.random.default_rng(seed)
     return (g.normal(0, 0.5, (n, 2, 128)).astype(np.float32),
-            g.uniform(0.3, 1.5, (n, 7)).astype(np.float32))
+            g.uniform(0.3, 1.5, (n, NRR)).astype(np.float32))
 
 
 def reference(model: CNN1D, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
@@ -128,8 +129,8 @@ def test_runtime_checks_input_shapes(exported):
     x, rr = random_beats(4)
     with pytest.raises(EcgError, match=r"expected beats \(B, 2, 128\)"):
         rt(x[:, :1], rr)
-    with pytest.raises(EcgError, match=r"expected rr \(4, 7\)"):
-        rt(x, rr[:, :6])
+    with pytest.raises(EcgError, match=rf"expected rr \(4, {NRR}\)"):
+        rt(x, rr[:, :-1])
 
 
 @pytest.mark.parametrize("kw", [
@@ -151,6 +152,12 @@ def test_tanh_runs_after_pooling_in_fused_model():
     assert [type(m).__name__ for m in blocks[0]] == ["Conv1d", "MaxPool1d", "Tanh"]
     swish = fuse_for_inference(make_model(activation="swish")).features
     assert [type(m).__name__ for m in swish[0]] == ["Conv1d", "Swish", "MaxPool1d"]
+
+
+def test_rr_count_that_does_not_match_the_features_is_refused(tmp_path):
+    ck = save(make_model(n_rr=NRR + 1), tmp_path / "best.pt")
+    with pytest.raises(EcgError, match=f"best.pt: the model takes {NRR + 1} RR features"):
+        export_model(ck, tmp_path / "out", "onnx")
 
 
 def test_model_without_rr_exports(tmp_path):

@@ -116,7 +116,7 @@ def export_model(ckpt_path, out_dir, fmt: str = "torchscript") -> dict[str, Path
     model_path, meta_path = out_dir / FORMATS[fmt], out_dir / META_NAME
     _refuse_existing(model_path, meta_path)
     model, ck = load_model(ckpt_path)
-    meta = model_meta(model, ck)
+    meta = model_meta(model, ck, ckpt_path)
     meta.update(format=fmt, graph="FusedCNN1D (BN folded, no dropout, max-pool before monotonic activations)",
                 source_checkpoint=str(ckpt_path))
     fused = fuse_for_inference(model)

@@ -237,7 +237,7 @@ def _checkpoint_runtime(path: Path, batch_size: int) -> Runtime:
 
     model, ck = load_model(path)
     fused = fuse_for_inference(model)
-    meta = model_meta(model, ck)
+    meta = model_meta(model, ck, path)
 
     def run(beats: np.ndarray, rr: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -262,19 +262,25 @@ def _parse_meta(path: Path, text: str) -> dict:
     return meta
 
 
-def model_meta(model: CNN1D, ck: dict) -> dict:
+def model_meta(model: CNN1D, ck: dict, source: str | os.PathLike = "checkpoint") -> dict:
     """What a deployed model needs besides its weights: classes, architecture, input shape,
     RR feature names and the preprocessing that produced its training beats."""
     from ecgcnn.data.beats import RR_FEATURES
 
     data = ck.get("data") or {}
+    rr_names = list(ck.get("rr_features") or RR_FEATURES)
+    if model.n_rr and len(rr_names) != model.n_rr:
+        # the names would be wrong, and the monitor would feed the wrong features
+        raise EcgError(f"{source}: the model takes {model.n_rr} RR features but ecgcnn "
+                       f"computes {len(rr_names)} ({', '.join(rr_names)}); retrain or export "
+                       f"with the ecgcnn version that trained it")
     return {
         "classes": list(ck["classes"]),
         "model_args": dict(model.model_args),
         "input_shape": [model.in_channels, model.length],
         "input_names": ["beats", "rr"],
         "output_name": "logits",
-        "rr_features": list(RR_FEATURES) if model.n_rr else [],
+        "rr_features": rr_names if model.n_rr else [],
         "preprocessing": {k: data.get(k) for k in ("fs", "leads", "resample", "filter", "beat")},
     }
 
