@@ -6,6 +6,9 @@ without editing this file.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 import torch
 import yaml
@@ -44,12 +47,21 @@ def test_discovery_finds_the_known_apps_and_groups():
     assert "published" not in APPS
 
 
+def _register_app_schemas() -> None:
+    """Some apps store their ``base_*`` schema in their own module: import every app."""
+    import ecgcnn.apps
+
+    for mod in pkgutil.iter_modules(ecgcnn.apps.__path__):
+        importlib.import_module(f"ecgcnn.apps.{mod.name}")
+
+
 def _dummy(key: str) -> str:
     return f"{key}=dummy"
 
 
 @pytest.mark.parametrize("name", APPS)
 def test_app_config_composes_and_resolves(name):
+    _register_app_schemas()
     cfg = compose(name)
     # required `???` values (eval's checkpoint, finetune's record) get a dummy override
     missing = sorted(OmegaConf.missing_keys(cfg))
