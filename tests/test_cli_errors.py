@@ -63,8 +63,6 @@ def _cases(root: Path, ck: dict[str, Path], mitdb: str) -> dict[str, tuple]:
         "train_missing_root": (TRAIN, [f"data.root={root / 'nowhere'}"], "data.root"),
         "prepare_unknown_record": (PREPARE, data + ['data.records=["999"]'], "999.hea"),
         "train_unknown_record": (TRAIN, data + ['data.records=["999"]'], "data.records"),
-        "train_unknown_split_record": (TRAIN, small + ['split.train_records=["999"]',
-                                                      'data.records=[]'], "999.hea"),
         "eval_garbage": (EVAL, ev + [f"checkpoint={ck['garbage']}"], "garbage.pt"),
         "eval_truncated": (EVAL, ev + [f"checkpoint={ck['truncated']}"], "truncated.pt"),
         "eval_other_shape": (EVAL, ev + [f"checkpoint={ck['othershape']}"], "othershape.pt"),
@@ -109,10 +107,10 @@ def results(tmp_path_factory):
             for name, job in jobs.items()}, ck
 
 
-NEEDS_DATA = {"prepare_unknown_record", "train_unknown_record", "train_unknown_split_record",
+NEEDS_DATA = {"prepare_unknown_record", "train_unknown_record",
               "train_unknown_activation", "train_negative_lr", "train_cuda_without_gpu"}
 CASES = ["train_missing_root", "prepare_unknown_record",
-         "train_unknown_record", "train_unknown_split_record", "eval_garbage", "eval_truncated",
+         "train_unknown_record", "eval_garbage", "eval_truncated",
          "eval_other_shape", "eval_unsafe_pickle", "eval_without_checkpoint",
          "train_unknown_activation", "train_negative_lr", "train_cuda_without_gpu"]
 

@@ -302,45 +302,52 @@ def test_train_refuses_split_records_outside_data_records(tmp_path, synth_train)
 
 
 # ----------------------------------------------------------------------------- real data
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, mitdb, cache) -> Path:
+    """Two identical one-epoch runs (a, b) on 101+106, each evaluated on 100+103 from the same
+    checkpoint path (so even the "checkpoint" field of metrics.json must agree)."""
+    d = tmp_path_factory.mktemp("two_runs")
+    for run in ("a", "b"):
+        s = train(compose("train", real(mitdb, cache, "trainer.max_epochs=1")), d / run)
+        (d / run / "summary.json").write_text(json.dumps({k: v for k, v in s.items()
+                                                          if k != "state_dict"}))
+        ck = d / "ck.pt"
+        ck.write_bytes((d / run / "best.pt").read_bytes())
+        evaluate(compose("eval", [f"checkpoint={ck}", *TWO, f"data.root={mitdb}",
+                                  f"data.cache_dir={cache}", "device=cpu"]), d / f"eval_{run}")
+    return d
+
+
 @pytest.mark.slow
-def test_smoke_train_one_epoch_then_evaluate(tmp_path, mitdb, cache):
-    cfg = compose("train", real(mitdb, cache, "trainer.max_epochs=1"))
-    s = train(cfg, tmp_path / "train")
+def test_smoke_train_one_epoch_then_evaluate(two_runs, mitdb, cache):
+    d = two_runs
     for f in ("best.pt", "last.pt", "metrics.csv", "train_summary.json"):
-        assert (tmp_path / "train" / f).is_file(), f
-    data = load_beats(cfg.data, records=["100", "101", "103", "106"])
+        assert (d / "a" / f).is_file(), f
+    s = json.loads((d / "a" / "summary.json").read_text())
+    data = load_beats(compose("train", real(mitdb, cache)).data,
+                      records=["100", "101", "103", "106"])
     n_train = len(data.beats["101"]) + len(data.beats["106"])
     assert s["train_beats"] + s["val_beats"] == n_train and s["epochs_run"] == 1
-    assert len(read_csv(tmp_path / "train" / "metrics.csv")) == 1
+    assert len(read_csv(d / "a" / "metrics.csv")) == 1
 
-    ecfg = compose("eval", [f"checkpoint={tmp_path / 'train' / 'best.pt'}", *TWO,
-                            f"data.root={mitdb}", f"data.cache_dir={cache}", "device=cpu"])
-    m = evaluate(ecfg, tmp_path / "eval")
-    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    on_disk = json.loads((d / "eval_a" / "metrics.json").read_text())
     for key in ("VEB", "SVEB", "confusion", "n_beats", "per_record"):
         assert key in on_disk, key
     for block in ("VEB", "SVEB"):
         assert {"Se", "PPV", "Spe", "Acc", "TP", "FN", "FP", "TN"} <= set(on_disk[block])
-    assert on_disk["n_beats"] == m["n_beats"] == len(data.beats["100"]) + len(data.beats["103"])
+    assert on_disk["n_beats"] == len(data.beats["100"]) + len(data.beats["103"])
     assert sum(map(sum, on_disk["confusion"])) == on_disk["n_beats"]
     assert set(on_disk["per_record"]) == {"100", "103"}
-    assert (tmp_path / "eval" / "report.html").is_file()
+    assert (d / "eval_a" / "report.html").is_file()
 
 
 @pytest.mark.slow
-def test_same_seed_gives_identical_weights_and_metrics(tmp_path, mitdb, cache):
-    metrics = []
-    for run in ("a", "b"):
-        train(compose("train", real(mitdb, cache, "trainer.max_epochs=1")), tmp_path / run)
-        # the same checkpoint path, so even the "checkpoint" field of metrics.json agrees
-        ck = tmp_path / "ck.pt"
-        ck.write_bytes((tmp_path / run / "best.pt").read_bytes())
-        evaluate(compose("eval", [f"checkpoint={ck}", *TWO, f"data.root={mitdb}",
-                                  f"data.cache_dir={cache}", "device=cpu"]), tmp_path / f"e{run}")
-        metrics.append((tmp_path / f"e{run}" / "metrics.json").read_bytes())
-    assert metrics[0] == metrics[1]
-    assert state_equal(load_checkpoint(tmp_path / "a" / "last.pt")["model"],
-                       load_checkpoint(tmp_path / "b" / "last.pt")["model"])
+def test_same_seed_gives_identical_weights_and_metrics(two_runs):
+    d = two_runs
+    assert (d / "eval_a" / "metrics.json").read_bytes() == (d / "eval_b" / "metrics.json").read_bytes()
+    assert state_equal(load_checkpoint(d / "a" / "last.pt")["model"],
+                       load_checkpoint(d / "b" / "last.pt")["model"])
+    assert read_csv(d / "a" / "metrics.csv") == read_csv(d / "b" / "metrics.csv")
 
 
 @pytest.mark.slow
