@@ -1,0 +1,389 @@
+"""``ecgcnn-noise-stress``: the MIT-BIH Noise Stress Test for the patient-specific models.
+
+Each patient's model is trained (or loaded from ``models_dir``) on the clean first
+``split.minutes`` of its record, as in deployment; then the record is corrupted the way PhysioNet's
+``nst`` builds the NSTDB records (noise off for 5 min, then 2 min on / 2 min off; SNR from the
+QRS peak-to-peak amplitude, see :mod:`ecgcnn.noise.nst`), beats are cut at the reference R peaks
+of the noisy signal, and the test part (after ``split.minutes``, common-set beats excluded, as in
+``ecgcnn-finetune``) is scored per noise type and SNR. Gross VEB/SVEB figures come from the
+summed per-patient confusion matrices. "all" scores every test beat, as the NST does (``bxb``
+from 5:00); "noisy_only" only the beats whose R peak lies in a noise-on segment.
+
+Monitor hook: :func:`noisy_records` yields every noisy ``Record`` of a patient; a streaming QRS
+run (``ecgcnn.apps.monitor``) can be scored on them once that app exists (not wired here).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+import ecgcnn.config  # noqa: F401  (registers the schemas)
+from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.config import (
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    OptimConfig,
+    SplitConfig,
+    TrainerConfig,
+)
+from ecgcnn.errors import EcgError, cli_errors
+from ecgcnn.noise.nst import (
+    NOISE_TYPES,
+    added_snr,
+    masked_noise_size,
+    noise_size,
+    noise_stream,
+    noisy_record,
+    nst_mask,
+    qrs_size,
+    read_noise,
+    resolve_noise_root,
+    synth_em,
+)
+
+
+@dataclass
+class NoiseConfig:
+    root: str | None = None  # NSTDB noise records (bw, ma); None -> $ECGCNN_NSTDB_DIR
+    types: list[str] = field(default_factory=lambda: ["bw", "ma", "em"])  # + "mix"
+    snr_db: list[float] = field(default_factory=lambda: [24.0, 18.0, 12.0, 6.0, 0.0, -6.0])
+    channel: int = 0  # noise channel added to the first lead; lead i gets (channel + i) mod 2
+    offset_s: float = 0.0  # where in the noise record the added noise starts
+    clean_minutes: float = 5.0  # nst: noise off before 5:00 ...
+    segment_minutes: float = 2.0  # ... then alternately 2 min on, 2 min off
+    em_seed: int = 0  # synthetic electrode motion (the NSTDB em record is not available)
+    em_band: list[float] = field(default_factory=lambda: [0.5, 10.0])
+    # noise size: "nst" = first 300 s of the noise (nst/sigamp, what NSTDB records used);
+    # "segments" = the noise-on segments, so the realized SNR there equals the nominal one
+    measure: str = "nst"
+
+
+@dataclass
+class NoiseStressConfig:
+    """Noise stress test of the patient-specific models (fields as ``FinetuneConfig``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    init_from: str | None = None
+    freeze_conv: bool = False
+    ensemble: int = 1
+    records: list[str] = field(default_factory=list)  # [] -> split.records (the 44 patients)
+    models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
+    workers: int = 2  # patient processes, one torch thread each
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
+ConfigStore.instance().store(name="base_noise_stress", node=NoiseStressConfig)
+
+_STATE: dict = {}  # per-process: cfg, noises, common keys (inherited through fork)
+
+
+def _key(snr: float) -> str:
+    return f"{snr:g}"
+
+
+def finetune_config(cfg: DictConfig, record: str) -> DictConfig:
+    """The ``FinetuneConfig`` that trains ``record``'s model with this run's settings."""
+    keys = ("data", "split", "model", "optim", "trainer", "init_from", "freeze_conv", "ensemble")
+    part = {k: cfg[k] for k in keys}
+    return OmegaConf.merge(OmegaConf.structured(FinetuneConfig), part,
+                           {"record": record, "report": False})
+
+
+def load_noises(ncfg, n: int, fs: float) -> dict[str, np.ndarray]:
+    """Noise type -> (n_noise, channels) array at ``fs``: real bw/ma, synthetic em, and "mix"
+    (bw + ma + em, each at unit nst noise size, so all three weigh the same)."""
+    bad = [t for t in ncfg.types if t not in NOISE_TYPES]
+    if bad or not ncfg.types:
+        raise EcgError(f"noise.types: {bad or 'empty'} (choose from {NOISE_TYPES})")
+    need = set(ncfg.types) | ({"bw", "ma", "em"} if "mix" in ncfg.types else set())
+    out = {}
+    if need & {"bw", "ma"}:
+        root = resolve_noise_root(ncfg.root)
+        out.update({t: read_noise(root, t, fs) for t in ("bw", "ma") if t in need})
+    if "em" in need:
+        m = max([len(v) for v in out.values()] + [n])
+        out["em"] = np.stack([synth_em(m, fs, ncfg.em_seed + c, tuple(ncfg.em_band))
+                              for c in range(2)], axis=1)
+    if "mix" in need:
+        m = min(len(out[t]) for t in ("bw", "ma", "em"))
+        out["mix"] = sum(out[t][:m] / np.array([noise_size(out[t][:m, c], fs) for c in range(2)])
+                         for t in ("bw", "ma", "em")).astype(np.float32)
+    return {t: out[t] for t in ncfg.types}
+
+
+def _load_models(path_dir: Path, ensemble: int):
+    from ecgcnn.apps.evaluate import load_model
+    from ecgcnn.data.beats import RR_FEATURES
+
+    names = ["model.pt"] if ensemble == 1 else [f"model_{k}.pt" for k in range(ensemble)]
+    models, ck = [], None
+    for name in names:
+        p = path_dir / name
+        if not p.is_file():
+            raise EcgError(f"{p}: patient model not found (models_dir / ensemble)")
+        model, ck = load_model(p)
+        if model.n_rr and model.n_rr != len(RR_FEATURES):
+            raise EcgError(f"{p}: model takes {model.n_rr} RR features, this code extracts "
+                           f"{len(RR_FEATURES)} (retrain it: leave models_dir unset)")
+        models.append(model)
+    return models, ck
+
+
+def _score(models, rec, data_cfg, boundary: int, common: set, mask: np.ndarray) -> dict:
+    """Confusions of a (noisy) record's test beats: all, and those in noise-on segments."""
+    import torch
+
+    from ecgcnn.data.beats import extract_beats
+    from ecgcnn.evaluation.aami import confusion
+    from ecgcnn.training.loop import predict
+
+    beats, _ = extract_beats(rec, data_cfg)
+    sel = (beats.sample >= boundary) & ~np.isin(beats.keys(), list(common))
+    test = beats.subset(sel)
+    probs = sum(predict(m, test, torch.device("cpu")) for m in models)
+    pred = probs.argmax(1)
+    # beat samples are at the model's rate, the mask at the record's
+    at = np.clip(np.round(test.sample * rec.fs / data_cfg.fs).astype(np.int64), 0, len(mask) - 1)
+    on = mask[at]
+    return {"all": confusion(test.y, pred), "noisy": confusion(test.y[on], pred[on])}
+
+
+def noisy_records(rec, noises: dict, ncfg):
+    """Yield ``(noise_type, snr_db, noisy Record, measured SNR of lead 0)`` for one clean record."""
+    n, fs = rec.n_samples, rec.fs
+    mask = nst_mask(n, fs, ncfg.clean_minutes, ncfg.segment_minutes)
+    pp = np.array([qrs_size(rec.signal[:, j], fs, rec.ann_samples, rec.ann_symbols)
+                   for j in range(rec.signal.shape[1])])
+    for t, noise in noises.items():
+        chans = [(ncfg.channel + j) % noise.shape[1] for j in range(rec.signal.shape[1])]
+        streams = np.stack([noise_stream(noise[:, c], n, round(ncfg.offset_s * fs))
+                            for c in chans], axis=1)
+        if ncfg.measure == "nst":
+            sizes = [noise_size(streams[:, j], fs) for j in range(len(chans))]
+        else:
+            sizes = [masked_noise_size(streams[:, j], fs, mask) for j in range(len(chans))]
+        for snr in ncfg.snr_db:
+            noisy = noisy_record(rec, streams, float(snr), mask, pp, np.array(sizes))
+            yield t, float(snr), noisy, added_snr(rec.signal[:, 0], noisy.signal[:, 0], fs, mask,
+                                                  float(pp[0]))
+
+
+def run_patient(record: str) -> dict:
+    """Train (or load) one patient's model and score it clean and under every noise condition."""
+    from ecgcnn.apps.evaluate import checkpoint_data_config
+    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.data.io import read_record
+    from ecgcnn.data.splits import boundary_sample
+
+    cfg, out = _STATE["cfg"], _STATE["out"]
+    t0 = time.perf_counter()
+    sub = f"{record}_m{float(cfg.split.minutes):g}"
+    if cfg.models_dir:
+        mdir = Path(cfg.models_dir) / sub
+    else:
+        mdir = out / "models" / sub
+        finetune_patient(finetune_config(cfg, record), mdir, beats=_STATE.get("beats"))
+    t_train = time.perf_counter() - t0
+    models, ck = _load_models(mdir, int(cfg.ensemble))
+    dcfg = checkpoint_data_config(ck, cfg.data, source=str(mdir))
+    rec = read_record(dcfg.root, record, leads=list(dcfg.leads), annotator=dcfg.annotator)
+    mask = nst_mask(rec.n_samples, rec.fs, cfg.noise.clean_minutes, cfg.noise.segment_minutes)
+    b = boundary_sample(cfg.split.minutes, dcfg.fs)
+    args = (dcfg, b, _STATE["common"], mask)
+    res = {"record": record, "clean": _score(models, rec, *args), "by_noise": {}}
+    for t, snr, noisy, measured in noisy_records(rec, _STATE["noises"], cfg.noise):
+        c = _score(models, noisy, *args)
+        res["by_noise"].setdefault(t, {})[_key(snr)] = {**c, "measured_snr_db": measured}
+    res["seconds"] = {"train": round(t_train, 2), "total": round(time.perf_counter() - t0, 2)}
+    return res
+
+
+def _init_worker(state: dict) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _STATE.update(state)
+
+
+def _stats(block: dict) -> dict:
+    keep = ("Se", "PPV", "Spe", "Acc", "TP", "FN", "FP", "TN")
+    return {k: {m: block[k][m] for m in keep} for k in ("VEB", "SVEB")}
+
+
+def summarize(results: list[dict], cfg) -> dict:
+    """Gross figures per noise type and SNR from per-patient confusions (``aami.combine``)."""
+    from ecgcnn.evaluation.aami import combine
+
+    def gross(*path):
+        def get(r):
+            for k in path:
+                r = r[k]
+            return r
+        return combine({r["record"]: get(r) for r in results})
+
+    clean = gross("clean", "all")
+    out = {"snr_db": [float(s) for s in cfg.noise.snr_db], "noise_types": list(cfg.noise.types),
+           "n_patients": len(results), "records": sorted(r["record"] for r in results),
+           "clean": {**_stats(clean), "n_beats": clean["n_beats"]}, "by_noise": {}}
+    for t in cfg.noise.types:
+        for snr in map(_key, cfg.noise.snr_db):
+            g = gross("by_noise", t, snr, "all")
+            gn = gross("by_noise", t, snr, "noisy")
+            meas = [r["by_noise"][t][snr]["measured_snr_db"] for r in results]
+            out["by_noise"].setdefault(t, {})[snr] = {
+                **_stats(g), "n_beats": g["n_beats"],
+                "noisy_only": {**_stats(gn), "n_beats": gn["n_beats"]},
+                "measured_snr_db": {"median": float(np.median(meas)), "min": float(np.min(meas)),
+                                    "max": float(np.max(meas))}}
+    out["protocol"] = {k: OmegaConf.to_container(cfg.noise, resolve=True)[k] for k in
+                       ("channel", "offset_s", "clean_minutes", "segment_minutes", "em_seed",
+                        "em_band", "measure")}
+    out["protocol"].update({"train_minutes": float(cfg.split.minutes),
+                            "models_dir": cfg.models_dir, "em": "synthetic (ecgcnn.noise.synth_em)"})
+    return out
+
+
+def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run the noise stress test; write noise_stress.json, per_record.json, .png and report.md."""
+    from ecgcnn.data.cache import load_beats
+    from ecgcnn.data.splits import draw_common_set
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    records = [str(r) for r in (cfg.records or cfg.split.records)]
+    bad = [r for r in records if r not in cfg.split.records]
+    if bad:
+        raise EcgError(f"records: {bad} are not patients of the split (split.records)")
+    if cfg.workers < 1:
+        raise EcgError(f"workers: must be >= 1, got {cfg.workers}")
+    if not cfg.noise.snr_db:
+        raise EcgError("noise.snr_db: empty")
+    if cfg.noise.measure not in ("nst", "segments"):
+        raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
+    noises = load_noises(cfg.noise, 650000, float(cfg.data.fs))
+    # the common set is drawn from clean beats exactly as ecgcnn-finetune draws it, so the test
+    # beats here are the finetune test beats (models_dir models must share these settings)
+    need = sorted(set(cfg.split.common_records) | ({*records} if not cfg.models_dir else set()))
+    beats = load_beats(cfg.data, records=need).beats
+    common = draw_common_set(beats, list(cfg.split.common_records), dict(cfg.split.common_counts),
+                             cfg.split.common_seed)
+    state = {"cfg": cfg, "out": out_dir, "noises": noises, "beats": beats,
+             "common": set(common.keys().tolist()) if cfg.split.exclude_common_from_test else set()}
+    if cfg.workers == 1:
+        _init_worker(state)
+        results = [run_patient(r) for r in records]
+    else:
+        with mp.get_context("fork").Pool(cfg.workers, _init_worker, (state,)) as pool:
+            results = list(pool.imap_unordered(run_patient, records))
+    results.sort(key=lambda r: r["record"])
+    summary = summarize(results, cfg)
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    write_json(out_dir / "noise_stress.json", summary)
+    write_json(out_dir / "per_record.json", {r["record"]: _plain(r) for r in results})
+    _figure(summary).savefig(out_dir / "noise_stress.png", dpi=110)
+    (out_dir / "report.md").write_text(format_table(summary, markdown=True))
+    return summary
+
+
+def _plain(r: dict):
+    if isinstance(r, dict):
+        return {k: _plain(v) for k, v in r.items()}
+    return r.tolist() if isinstance(r, np.ndarray) else r
+
+
+def _figure(s: dict):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    snrs = s["snr_db"]
+    for ax, (kind, m) in zip(axes.flat, [("VEB", "Se"), ("VEB", "PPV"), ("SVEB", "Se"),
+                                         ("SVEB", "PPV")]):
+        for i, t in enumerate(s["noise_types"]):
+            col = f"C{i}"
+            for part, style in (("all", "-o"), ("noisy_only", ":s")):
+                ys = [100 * ((s["by_noise"][t][_key(x)] if part == "all" else
+                              s["by_noise"][t][_key(x)]["noisy_only"])[kind][m] or 0) for x in snrs]
+                ax.plot(snrs, ys, style, color=col, ms=4,
+                        label=f"{t} ({'whole test' if part == 'all' else 'noisy segments'})")
+        clean = s["clean"][kind][m]
+        ax.axhline(100 * (clean or 0), color="k", lw=0.8, ls="--", label="clean")
+        if (kind, m) == ("VEB", "Se"):
+            ax.axhline(90, color="r", lw=0.6, ls="-.", label="goal 90 %")
+        ax.set_title(f"{kind} {'+P' if m == 'PPV' else m}")
+        ax.set_ylabel("%")
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("SNR (dB, nst definition)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"MIT-BIH noise stress test, {s['n_patients']} patient-specific models")
+    return fig
+
+
+def format_table(s: dict, markdown: bool = False) -> str:
+    """Table of VEB/SVEB Se and +P per noise type and SNR (whole test part | noisy segments)."""
+    def p(v):
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    head = ["noise", "SNR", "VEB Se", "VEB +P", "SVEB Se", "SVEB +P", "| noisy: VEB Se",
+            "VEB +P", "SVEB Se", "SVEB +P", "meas. SNR"]
+    rows = [["clean", "-", p(s["clean"]["VEB"]["Se"]), p(s["clean"]["VEB"]["PPV"]),
+             p(s["clean"]["SVEB"]["Se"]), p(s["clean"]["SVEB"]["PPV"])] + [""] * 5]
+    for t in s["noise_types"]:
+        for snr in map(_key, s["snr_db"]):
+            b = s["by_noise"][t][snr]
+            nb = b["noisy_only"]
+            rows.append([t, snr] + [p(x[k][m]) for x in (b, nb) for k in ("VEB", "SVEB")
+                                    for m in ("Se", "PPV")]
+                        + [f"{b['measured_snr_db']['median']:.2f}"])
+    if markdown:
+        lines = [f"# MIT-BIH noise stress test: {s['n_patients']} patients\n",
+                 ("Gross AAMI figures (%) from summed per-patient confusions. Left: every test "
+                  "beat (minutes 5-30, as the NST scores); right: beats in noise-on segments only. "
+                  "SNR as PhysioNet's nst defines it; em is synthetic.\n"),
+                 "| " + " | ".join(h.strip("| ") for h in head) + " |",
+                 "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    fmt = "{:<6}{:>5}  " + "{:>8}" * 4 + "  {:>15}" + "{:>8}" * 3 + "{:>11}"
+    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+
+
+def headline(s: dict) -> dict:
+    """The one-line JSON: VEB Se at 12 dB per noise type (whole test part), plus the clean one."""
+    def at(db, kind, m):
+        return {t: s["by_noise"][t][_key(db)][kind][m] for t in s["noise_types"]
+                if _key(db) in s["by_noise"][t]}
+
+    return {"veb_se_12db": at(12, "VEB", "Se"), "veb_ppv_12db": at(12, "VEB", "PPV"),
+            "sveb_se_12db": at(12, "SVEB", "Se"), "clean_veb_se": s["clean"]["VEB"]["Se"],
+            "n_patients": s["n_patients"], "wall_s": s.get("wall_s")}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="noise_stress")
+@cli_errors
+def main(cfg: DictConfig) -> None:
+    out = output_dir()
+    s = noise_stress(cfg, out)
+    print(format_table(s))
+    print(f"report: {out / 'report.md'}")
+    print(json.dumps(headline(s)))
+
+
+if __name__ == "__main__":
+    main()
