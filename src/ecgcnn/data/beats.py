@@ -30,6 +30,8 @@ RR_FEATURES: tuple[str, ...] = (
     "pre_local",  # pre_rr / local_rr: prematurity, the main SVEB cue
     "post_local",  # post_rr / local_rr: compensatory pause after V and many S beats
     "pre_long",  # pre_rr / long_rr
+    "local_cv",  # std / mean of the last `rr_local` RR intervals: irregular rhythm (AF) vs ectopy
+    "pre_prev",  # pre_rr / the previous beat's pre_rr: abrupt prematurity
 )
 
 NORMALIZE = ("none", "beat_zscore", "beat_minmax", "record")
@@ -87,7 +89,7 @@ def rr_features(r: np.ndarray, fs: float, n_local: int, n_long: int) -> np.ndarr
 
     Returns
     -------
-    float32 (n, 7) array, columns as ``RR_FEATURES``.
+    float32 (n, len(RR_FEATURES)) array, columns as ``RR_FEATURES``.
     """
     n = len(r)
     if n < 2:
@@ -104,7 +106,11 @@ def rr_features(r: np.ndarray, fs: float, n_local: int, n_long: int) -> np.ndarr
 
     local = causal_mean(pre, n_local)
     long = causal_mean(pre, n_long)
-    out = np.stack([pre, post, local, long, pre / local, post / local, pre / long], axis=1)
+    local_sq = causal_mean(pre**2, n_local)
+    cv = np.sqrt(np.maximum(local_sq - local**2, 0.0)) / local
+    prev = np.concatenate([[pre[0]], pre[:-1]])
+    out = np.stack([pre, post, local, long, pre / local, post / local, pre / long, cv, pre / prev],
+                   axis=1)
     return out.astype(np.float32)
 
 

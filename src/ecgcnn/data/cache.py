@@ -26,7 +26,7 @@ from ecgcnn.errors import EcgError
 log = logging.getLogger(__name__)
 
 #: Bump when the beat extraction changes, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass

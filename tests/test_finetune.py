@@ -1,0 +1,117 @@
+"""ecgcnn-finetune: patient split, summary arithmetic, multirun through the joblib and
+submitit_local launchers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import compose
+from ecgcnn.apps.finetune import finetune_patient, summarize
+from ecgcnn.evaluation.aami import score
+
+pytestmark = pytest.mark.slow
+
+FAST = ["trainer.max_epochs=2", "report=false"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
+    cfg = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
+                               "split.minutes=3", *FAST])
+    m = finetune_patient(cfg, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["record"] == "119" and saved["minutes"] == 3.0
+    assert (tmp_path / "model.pt").is_file()
+    # the test part holds every beat of 119 from minute 3 on, minus common-set beats
+    from ecgcnn.data.cache import load_beats
+    from ecgcnn.data.splits import draw_common_set
+
+    beats = load_beats(cfg.data, records=list(cfg.split.common_records)).beats
+    common = draw_common_set(beats, list(cfg.split.common_records),
+                             dict(cfg.split.common_counts), cfg.split.common_seed)
+    b119 = beats["119"]
+    after = b119.sample >= 3 * 60 * 360
+    in_common = np.isin(b119.keys(), common.keys())
+    assert m["n_beats"] == int((after & ~in_common).sum())
+    before = int((~after).sum())
+    assert sum(m["train_counts"].values()) == 245 + before - int((~after & in_common).sum())
+    assert sum(sum(r) for r in m["confusion"]) == m["n_beats"]
+
+
+def test_summary_gross_equals_concatenated_confusions(tmp_path):
+    rng = np.random.default_rng(0)
+    all_true, all_pred = [], []
+    for rec in ("100", "101", "105"):
+        y = rng.integers(0, 5, 400)
+        p = np.where(rng.random(400) < 0.8, y, rng.integers(0, 5, 400))
+        m = score(y, p, records=np.full(400, rec))
+        m.update(record=rec, minutes=5.0)
+        (tmp_path / f"{rec}_m5").mkdir()
+        (tmp_path / f"{rec}_m5" / "metrics.json").write_text(json.dumps(m))
+        all_true.append(y)
+        all_pred.append(p)
+    s = summarize(tmp_path)
+    ref = score(np.concatenate(all_true), np.concatenate(all_pred))
+    for k in ("VEB", "SVEB"):
+        for stat in ("Se", "PPV", "Spe", "Acc"):
+            assert s[k][stat] == pytest.approx(ref[k][stat], abs=1e-12)
+    assert s["confusion"] == ref["confusion"]
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "report.html").is_file()
+
+
+def _run(args, tmp_path, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ecgcnn.apps.finetune", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+def test_two_patient_multirun_with_joblib(mitdb, cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = _run(["-m", "record=100,119", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+              f"hydra.sweep.dir={sweep}", f"data.root={mitdb}", f"data.cache_dir={cache}",
+              *FAST], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p.name for p in sweep.iterdir() if p.is_dir()} >= {"100_m5.0", "119_m5.0"}
+    s = json.loads((sweep / "summary.json").read_text())
+    assert s["n_patients"] == 2 and set(s["per_record"]) == {"100", "119"}
+    assert "summary:" in r.stdout
+
+
+def test_submitit_local_launcher_one_patient(mitdb, cache, tmp_path):
+    sweep = tmp_path / "sweep"
+    r = _run(["-m", "record=100", "hydra/launcher=submitit_local",
+              "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
+              f"data.root={mitdb}", f"data.cache_dir={cache}", *FAST], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((sweep / "100_m5.0" / "metrics.json").read_text())
+    assert m["record"] == "100" and m["n_beats"] > 1500
+    assert (sweep / "summary.json").is_file()
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from ecgcnn.apps import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hcompose("finetune", ["record=100", "hydra/launcher=slurm"],
+                       return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.cpus_per_task == 1
+
+
+def test_unknown_patient_is_one_error_line(tmp_path, mitdb):
+    r = _run(["record=999", f"data.root={mitdb}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: record: '999'") and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
