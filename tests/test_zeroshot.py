@@ -9,7 +9,7 @@ import pytest
 from conftest import compose
 
 import ecgcnn.apps.zeroshot as app
-from ecgcnn.data.beats import CLASSES, BeatSet
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.errors import EcgError
 from ecgcnn.synthesis import apply_fir, build_library, convolution_matrix, fit_fir, synthesize
 from ecgcnn.synthesis.zeroshot import (
@@ -66,9 +66,11 @@ def fake_record(name: str, n: int = 200, seed: int = 0, abnormal_every: int = 5)
     y[abnormal_every - 1::2 * abnormal_every] = V
     x = np.stack([beat_shape(width=8.0 if c == V else 3.0) for c in y])
     x = np.stack([x, 0.5 * x], axis=1).astype(np.float32) + rng.normal(0, 0.01, (n, 2, 128))
-    rr = np.tile(np.array([0.8, 0.8, 0.8, 0.8, 1.0, 1.0, 1.0], np.float32), (n, 1))
-    rr[y != N, 4] = 0.7
-    rr[y != N, 5] = 1.3
+    col = {f: i for i, f in enumerate(RR_FEATURES)}
+    rr = np.ones((n, len(RR_FEATURES)), np.float32)
+    rr[:, [col["pre_rr"], col["post_rr"], col["local_rr"], col["long_rr"]]] = 0.8
+    rr[y != N, col["pre_local"]] = 0.7
+    rr[y != N, col["post_local"]] = 1.3
     sym = np.array([{N: "N", S: "A", V: "V"}[c] for c in y], dtype="<U2")
     return BeatSet(x=x.astype(np.float32), rr=rr, y=y, sample=np.arange(n) * 288,
                    record=np.full(n, name, dtype="<U8"), symbol=sym)
@@ -85,7 +87,7 @@ def test_leave_one_out_library_and_training_set():
     for rec, smp, c in zip(lib.record, lib.sample, lib.y):
         src = beats[rec]
         assert src.y[np.flatnonzero(src.sample == smp)[0]] == c
-    assert np.allclose(lib.rr_ratio, [0.7, 1.3])
+    assert np.allclose(lib.rr_ratio[:, :2], [0.7, 1.3])
 
     boundary = 100 * 288  # first 100 beats are "the first minutes"
     normals, test = person_split(beats[person], minutes=boundary / 60 / 360, fs=360.0)
@@ -96,7 +98,11 @@ def test_leave_one_out_library_and_training_set():
     assert not np.isin(synth.record, ["~r2", "r2"]).any()
     assert set(synth.record.tolist()) <= {"~r1", "~r3"} and (synth.sample == -1).all()
     # RR context: the person's local RR scaled by the filter's ratios
-    assert np.allclose(synth.rr[:, 0], 0.8 * 0.7) and np.allclose(synth.rr[:, 4], 0.7)
+    col = {f: i for i, f in enumerate(RR_FEATURES)}
+    assert np.allclose(synth.rr[:, col["pre_rr"]], 0.8 * 0.7)
+    assert np.allclose(synth.rr[:, col["post_rr"]], 0.8 * 1.3)
+    assert np.allclose(synth.rr[:, col["pre_local"]], 0.7)
+    assert np.allclose(synth.rr[:, col["local_rr"]], 0.8)
     train = BeatSet.concat([normals, synth])
     check_training_set(train, person, boundary, lib)
 
@@ -126,7 +132,7 @@ def test_binary_metrics_and_alarms_by_hand():
     m = binary_rates(c)
     assert m["Se"] == 0.5 and m["Spe"] == 0.75 and m["PPV"] == 2 / 3
     assert m["F1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2)) and m["Acc"] == 5 / 8
-    beats = BeatSet(x=np.zeros((10, 1, 4), np.float32), rr=np.zeros((10, 7), np.float32), y=y,
+    beats = BeatSet(x=np.zeros((10, 1, 4), np.float32), rr=np.zeros((10, len(RR_FEATURES)), np.float32), y=y,
                     sample=np.arange(10) * 3600, record=np.full(10, "p", "<U8"),
                     symbol=np.full(10, "N", "<U2"))  # one beat every 10 s at 360 Hz
     a = alarm_stats(beats, fl, fs=360.0, hours=0.5, refractory_s=15.0)

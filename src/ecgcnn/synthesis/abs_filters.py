@@ -21,8 +21,11 @@ import scipy.linalg as sla
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.errors import EcgError
 
-_PRE_LOCAL = RR_FEATURES.index("pre_local")
-_POST_LOCAL = RR_FEATURES.index("post_local")
+#: Scale-free RR features of the source abnormal beat, kept with its filter and given to the
+#: synthetic beats (the seconds-valued ones are rebuilt from the person's own RR).
+RR_RATIOS: tuple[str, ...] = tuple(
+    f for f in ("pre_local", "post_local", "local_cv", "pre_prev") if f in RR_FEATURES)
+_RATIO_IDX = [RR_FEATURES.index(f) for f in RR_RATIOS]
 
 
 # ----------------------------------------------------------------------------- core
@@ -95,7 +98,7 @@ class FilterLibrary:
     y : int64 (n,) class index into ``CLASSES`` (S or V)
     record : (n,) source record (the library patient)
     sample : int64 (n,) R-peak sample of the source abnormal beat
-    rr_ratio : float32 (n, 2) the source beat's (pre_local, post_local) RR ratios
+    rr_ratio : float32 (n, len(RR_RATIOS)) the source beat's scale-free RR features
     residual : float32 (n,) relative fit error ||y - h*x|| / ||y|| on the beat channel
     """
 
@@ -168,7 +171,7 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
                 rows["y"].append(CLASSES.index(cls))
                 rows["record"].append(rec)
                 rows["sample"].append(b.sample[i])
-                rows["rr_ratio"].append(b.rr[i, [_PRE_LOCAL, _POST_LOCAL]])
+                rows["rr_ratio"].append(b.rr[i, _RATIO_IDX])
                 rows["residual"].append(err)
     if not rows["y"]:
         raise EcgError(f"zeroshot.library_records: no {'/'.join(classes)} beat outside "
@@ -185,10 +188,6 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
 
 
 # ----------------------------------------------------------------------------- synthesis
-_LOCAL = RR_FEATURES.index("local_rr")
-_LONG = RR_FEATURES.index("long_rr")
-
-
 def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int], seed: int,
                from_average: float = 0.5, scale: float = 0.0, noise: float = 0.0,
                shift: int = 0) -> BeatSet:
@@ -210,7 +209,8 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
     BeatSet with ``record = "~<source record>"``, ``symbol = "~S"``/``"~V"`` and ``sample = -1``:
     a synthetic beat can never be mistaken for a real beat of any record. RR features are the
     person's own (local and long-term RR of a random normal beat of theirs) scaled by the
-    filter's recorded ratios: ``pre_rr = local_rr * pre_local`` etc.
+    filter's recorded ratios: ``pre_rr = local_rr * pre_local`` etc.; the other scale-free
+    features (``RR_RATIOS``) are the source beat's.
     """
     if (normals.y != CLASSES.index("N")).any():
         raise EcgError("synthesize: the person's template beats must all be normal (N)")
@@ -237,11 +237,13 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
         if shift > 0:
             for i, s in enumerate(rng.integers(-shift, shift + 1, n)):
                 x[i, 0] = np.roll(x[i, 0], s)
-        ctx = normals.rr[rng.integers(0, len(normals), n)]
-        local, long = ctx[:, _LOCAL], ctx[:, _LONG]
-        pre_l, post_l = lib.rr_ratio[fi, 0], lib.rr_ratio[fi, 1]
-        pre, post = local * pre_l, local * post_l
-        rr = np.stack([pre, post, local, long, pre_l, post_l, pre / long], axis=1)
+        rr = normals.rr[rng.integers(0, len(normals), n)].copy()  # the person's RR context
+        rr[:, _RATIO_IDX] = lib.rr_ratio[fi]
+        col = {f: i for i, f in enumerate(RR_FEATURES)}
+        local, long = rr[:, col["local_rr"]], rr[:, col["long_rr"]]
+        rr[:, col["pre_rr"]] = local * rr[:, col["pre_local"]]
+        rr[:, col["post_rr"]] = local * rr[:, col["post_local"]]
+        rr[:, col["pre_long"]] = rr[:, col["pre_rr"]] / long
         parts.append(BeatSet(
             x=x, rr=rr.astype(np.float32), y=np.full(n, CLASSES.index(cls), np.int64),
             sample=np.full(n, -1, np.int64),

@@ -194,6 +194,8 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / "metrics.json", metrics)
+        # per-beat scores, to redraw the operating point (threshold) without retraining
+        np.savez_compressed(out_dir / "scores.npz", sample=test.sample, y=test.y, p_abnormal=p_abn)
         if cfg.figures:
             beats_figure(normals, synth, test, record).savefig(out_dir / "beats.png", dpi=90)
     return metrics
