@@ -14,7 +14,7 @@ import scipy.signal as sps
 from conftest import REPO, compose, write_record
 
 from ecgcnn.apps.noise_stress import noise_stress
-from ecgcnn.data.io import Record
+from ecgcnn.data.io import Record, read_record
 from ecgcnn.errors import EcgError
 from ecgcnn.noise import (
     NSTDB_ENV,
@@ -31,6 +31,7 @@ from ecgcnn.noise import (
     resolve_noise_root,
     snr_db,
     synth_em,
+    write_wfdb,
 )
 
 FS = 360
@@ -179,6 +180,17 @@ def test_noise_stream_offset_and_wrap_without_a_step():
     d = np.diff(s)
     assert np.flatnonzero(d == 0).tolist() == [2, 12, 22] and np.all(d[d != 0] == 1)
     assert s[3] == 9 and s[-1] == 7 + 24 - 3
+
+
+def test_noisy_record_written_as_wfdb_reads_back(tmp_path):
+    rec = _record(6.0)
+    stream = np.random.default_rng(4).normal(0, 0.2, (rec.n_samples, 2)).astype(np.float32)
+    noisy = noisy_record(rec, stream, 0.0, nst_mask(rec.n_samples, FS), np.ones(2), np.ones(2))
+    write_wfdb(noisy, tmp_path, "s_em0")
+    back = read_record(tmp_path, "s_em0", leads=["MLII", "V1"])
+    assert np.abs(back.signal - noisy.signal).max() <= 0.5 / 200 + 1e-6  # half an adu
+    assert np.array_equal(back.ann_samples, rec.ann_samples)
+    assert back.ann_symbols.tolist() == rec.ann_symbols.tolist()
 
 
 # ----------------------------------------------------------------------------- em

@@ -9,8 +9,9 @@ of the noisy signal, and the test part (after ``split.minutes``, common-set beat
 summed per-patient confusion matrices. "all" scores every test beat, as the NST does (``bxb``
 from 5:00); "noisy_only" only the beats whose R peak lies in a noise-on segment.
 
-Monitor hook: :func:`noisy_records` yields every noisy ``Record`` of a patient; a streaming QRS
-run (``ecgcnn.apps.monitor``) can be scored on them once that app exists (not wired here).
+Monitor hook (not wired: ``ecgcnn.apps.monitor`` did not exist yet): :func:`noisy_records`
+yields every noisy ``Record`` of a patient and ``ecgcnn.noise.write_wfdb`` writes one as WFDB
+with its reference beats, for a streaming QRS / end-to-end VEB run on NST records.
 """
 
 from __future__ import annotations
@@ -283,12 +284,21 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
                              cfg.split.common_seed)
     state = {"cfg": cfg, "out": out_dir, "noises": noises, "beats": beats,
              "common": set(common.keys().tolist()) if cfg.split.exclude_common_from_test else set()}
+    results = []
+
+    def done(r):
+        results.append(r)
+        print(f"  patient {r['record']}: train {r['seconds']['train']:.1f} s, noise "
+              f"conditions {r['seconds']['total'] - r['seconds']['train']:.1f} s", flush=True)
+
     if cfg.workers == 1:
         _init_worker(state)
-        results = [run_patient(r) for r in records]
+        for rec in records:
+            done(run_patient(rec))
     else:
         with mp.get_context("fork").Pool(cfg.workers, _init_worker, (state,)) as pool:
-            results = list(pool.imap_unordered(run_patient, records))
+            for r in pool.imap_unordered(run_patient, records):
+                done(r)
     results.sort(key=lambda r: r["record"])
     summary = summarize(results, cfg)
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -326,10 +336,10 @@ def _figure(s: dict):
             ax.axhline(90, color="r", lw=0.6, ls="-.", label="goal 90 %")
         ax.set_title(f"{kind} {'+P' if m == 'PPV' else m}")
         ax.set_ylabel("%")
-        ax.invert_xaxis()
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("SNR (dB, nst definition)")
+    axes[0, 0].invert_xaxis()  # shared: high SNR (clean) on the left, as the NST tables read
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"MIT-BIH noise stress test, {s['n_patients']} patient-specific models")
     return fig

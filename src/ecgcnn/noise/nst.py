@@ -307,3 +307,23 @@ def noisy_record(rec: Record, streams: np.ndarray, target_db: float, mask: np.nd
         g = noise_gain(target_db, float(signal_pp[j]), float(noise_rms[j]))
         sig[:, j] = mix(rec.signal[:, j], streams[:, j], g, mask)
     return replace(rec, signal=sig)
+
+
+def write_wfdb(rec: Record, directory: str | os.PathLike, name: str) -> Path:
+    """Write a (noisy) record and its reference beats as WFDB (format 16, 200 adu/mV, ``atr``),
+    so a QRS detector run on files (the monitor, ``bxb``-style scoring) can take NST records.
+
+    Returns
+    -------
+    The directory written to.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    n_leads = rec.signal.shape[1]
+    wfdb.wrsamp(name, fs=rec.fs, units=["mV"] * n_leads, sig_name=list(rec.leads),
+                p_signal=rec.signal.astype(np.float64), fmt=["16"] * n_leads,
+                adc_gain=[200.0] * n_leads, baseline=[0] * n_leads, write_dir=str(directory))
+    if len(rec.ann_samples):
+        wfdb.wrann(name, "atr", np.asarray(rec.ann_samples), symbol=list(rec.ann_symbols),
+                   write_dir=str(directory))
+    return directory
