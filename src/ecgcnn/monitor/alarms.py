@@ -19,7 +19,9 @@ pause        an RR interval > ``pause_s``
 brady/tachy  mean of the last ``hr_beats`` RR intervals below ``brady_bpm`` / above ``tachy_bpm``
 flat_line    peak-to-peak < ``flat_ptp_mv`` over ``quality_window_s``
 saturation   >= ``saturation_run_s`` of identical samples at the extreme (max or min) of the
-             last ``quality_window_s`` (a clipped amplifier or an ADC at its rail)
+             last ``quality_window_s``, the signal leaving that value again inside the window
+             (a clipped amplifier or an ADC at its rail); a stuck stretch longer than about
+             ``quality_window_s - quality_hop_s`` is reported as a flat line instead
 ===========  =========================================================================
 
 Signal quality is judged on a fixed grid of ``quality_hop_s`` steps (independent of the chunk
@@ -27,8 +29,9 @@ size) as soon as the samples arrive, which is always before the beats of that st
 the beat stream (they wait seconds for their filter margin). Spans of lost signal then gate
 the arrhythmia rules: an RR interval that overlaps one is not an RR interval (the QRS detector
 saw nothing there), so it neither raises a pause nor enters the heart rate (no
-pause/asystole or bradycardia alarm from a flat line), and beats inside one are skipped by
-the class rules. This follows EC57/bxb, which drops RR intervals that span shutdown or VF.
+pause/asystole or bradycardia alarm from a flat line), and beats inside one (or within one
+``quality_hop_s`` of it: the steps into and out of a lead-off look like QRS complexes) are
+skipped by the class rules. This follows EC57/bxb, which drops RR intervals that span shutdown or VF.
 """
 
 from __future__ import annotations
@@ -122,19 +125,21 @@ class SignalQuality:
         return out
 
     def _stuck_run(self, w: np.ndarray) -> tuple[int, int] | None:
-        """First run of >= ``self.run`` identical samples at the window's max or min."""
+        """First run of >= ``self.run`` identical samples at the window's max or min that lies
+        strictly inside the window: the signal reaches the rail and leaves it again. A stuck
+        stretch reaching a window edge may be the start or end of a lead-off flat line, which
+        sits at the window's extreme too; it is left to the flat-line rule."""
         for v in (w.max(), w.min()):
             at = np.flatnonzero(w == v)
             if at.size < self.run:
                 continue
             # Runs of consecutive indices: split where the index jumps.
             breaks = np.flatnonzero(np.diff(at) != 1)
-            starts = np.concatenate([[0], breaks + 1])
-            stops = np.concatenate([breaks, [at.size - 1]])
-            long = np.flatnonzero(stops - starts + 1 >= self.run)
-            if long.size:
-                i = long[0]
-                return int(at[starts[i]]), int(at[stops[i]]) + 1
+            starts = at[np.concatenate([[0], breaks + 1])]
+            stops = at[np.concatenate([breaks, [at.size - 1]])] + 1
+            ok = np.flatnonzero((stops - starts >= self.run) & (starts > 0) & (stops < w.size))
+            if ok.size:
+                return int(starts[ok[0]]), int(stops[ok[0]])
         return None
 
     def _mark(self, a: int, b: int) -> None:
@@ -199,7 +204,10 @@ class AlarmEngine:
         q = self.quality
         prev = self._last_r
         self._last_r = r
-        if q.overlaps(r, r) or (prev is not None and q.overlaps(prev, r)):
+        # The steps into and out of a lead-off look like QRS complexes to the detector: a beat
+        # within one quality step of lost signal is part of the loss.
+        inside = q.overlaps(r - q.hop, r + q.hop)
+        if inside or (prev is not None and q.overlaps(prev, r)):
             # Lost signal between the last beat and this one: no RR interval, and the class
             # pattern restarts (the beats in between were never seen).
             self._rr.clear()
@@ -210,7 +218,7 @@ class AlarmEngine:
             for k in ("v_couplet", "vt", "bigeminy", "trigeminy", "svt", "pause",
                       "brady", "tachy"):
                 self.rules[k].active = False
-            if q.overlaps(r, r):
+            if inside:
                 self._last_r = None
                 return out
         else:
