@@ -31,7 +31,7 @@ from ecgcnn.evaluation.aami import score
 from ecgcnn.evaluation.report import write_report
 from ecgcnn.models import build_model
 from ecgcnn.training.checkpoint import save_checkpoint
-from ecgcnn.training.loop import fit, predict, select_device, validation_split
+from ecgcnn.training.loop import fit, predict, seed_everything, select_device, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     probs, n_params = None, 0
     for k in range(cfg.ensemble):
         tcfg = OmegaConf.merge(cfg.trainer, {"seed": cfg.trainer.seed + k, "progress": False})
+        seed_everything(tcfg.seed)  # the initial weights depend on the seed alone, not on history
         model = _init_model(cfg, train_all.x.shape[1], train_all.x.shape[2])
         fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
         p = predict(model, patient.test, device)

@@ -193,6 +193,9 @@ def fit(
     use_amp = bool(tc.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     sample_w = None
+    if tc.balanced_sampling and distributed:
+        raise EcgError("trainer.balanced_sampling: not supported with distributed training "
+                       "(the DistributedSampler draws the batches); use class_weighting")
     if tc.balanced_sampling:
         cw = class_weights(train.y, "inverse", n_classes)
         sample_w = cw[ds.y]
