@@ -8,7 +8,7 @@ Record lists live in the YAML files, not here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -41,7 +41,7 @@ class FilterConfig:
 
 @dataclass
 class DataConfig:
-    root: Optional[str] = None  # WFDB record directory; None -> $ECGCNN_DATA_DIR -> data/mitdb
+    root: str | None = None  # WFDB record directory; None -> $ECGCNN_DATA_DIR -> data/mitdb
     records: list[str] = field(default_factory=list)  # [] -> all 48 MIT-BIH records
     leads: list[str] = field(default_factory=lambda: ["MLII"])
     annotator: str = "atr"
@@ -179,7 +179,7 @@ class FinetuneConfig:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
     record: str = MISSING  # the patient
-    init_from: Optional[str] = None  # a common-model checkpoint; None trains from scratch
+    init_from: str | None = None  # a common-model checkpoint; None trains from scratch
     freeze_conv: bool = False  # with init_from: train only the FC layers
     ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
     report: bool = True  # per-patient report.md/html with figures (metrics.json is always written)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 #: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
@@ -21,13 +20,8 @@ def output_dir() -> Path:
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ecgcnn.atomic import atomic_output
+
+    with atomic_output(path, "w") as fh:
+        json.dump(payload, fh, indent=2)
+        fh.write("\n")

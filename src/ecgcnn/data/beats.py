@@ -61,11 +61,11 @@ class BeatSet:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, idx) -> "BeatSet":
+    def subset(self, idx) -> BeatSet:
         return BeatSet(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     @staticmethod
-    def concat(sets: list["BeatSet"]) -> "BeatSet":
+    def concat(sets: list[BeatSet]) -> BeatSet:
         if not sets:
             raise EcgError("no beats: the selected records and split give an empty beat set")
         return BeatSet(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from ecgcnn.atomic import atomic_output
 from ecgcnn.data.beats import CLASSES, BeatSet, class_counts_with_dropped, extract_beats
 from ecgcnn.data.io import MITDB_RECORDS, MissingLeadError, read_record, resolve_root
 from ecgcnn.errors import EcgError
@@ -71,15 +70,8 @@ def _source_signature(root: Path, name: str, annotator: str) -> str:
 
 
 def _save_npz_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _load_cached(path: Path, signature: str):

@@ -17,11 +17,11 @@ import wfdb
 from ecgcnn.errors import EcgError
 
 #: All 48 records of the MIT-BIH Arrhythmia Database 1.0.0.
-MITDB_RECORDS: tuple[str, ...] = (
+MITDB_RECORDS: tuple[str, ...] = tuple(
     "100 101 102 103 104 105 106 107 108 109 111 112 113 114 115 116 117 118 119 121 122 123 124 "
     "200 201 202 203 205 207 208 209 210 212 213 214 215 217 219 220 221 222 223 228 230 231 232 "
-    "233 234"
-).split()
+    "233 234".split()
+)
 #: Paced records, excluded from the AAMI 44-record protocol.
 PACED_RECORDS: tuple[str, ...] = ("102", "104", "107", "217")
 

@@ -12,13 +12,13 @@ import io
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from ecgcnn.atomic import write_bytes_atomic
 from ecgcnn.errors import EcgError
 from ecgcnn.evaluation.aami import CLASSES, METRICS
 
@@ -228,18 +228,6 @@ def _png_bytes(fig: Figure) -> bytes:
 # ---------------------------------------------------------------- writers
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Temp file in the same folder, then os.replace: a crash never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _markdown(title, tables, notes, sources, images) -> str:
     lines = [f"# {title}", ""]
     for note in notes:
@@ -342,7 +330,7 @@ def write_report(
     except (TypeError, ValueError) as exc:
         raise EcgError(f"metrics: not JSON-serialisable without NaN ({exc})") from exc
     written["metrics"] = out / "metrics.json"
-    _atomic_write(written["metrics"], blob)
+    write_bytes_atomic(written["metrics"], blob)
 
     figures: dict[str, Figure] = {"confusion": confusion_figure(metrics["confusion"])}
     if metrics.get("per_record"):
@@ -354,14 +342,14 @@ def write_report(
     images = {name: _png_bytes(fig) for name, fig in figures.items()}
     for name, png in images.items():
         written[name] = out / f"{name}.png"
-        _atomic_write(written[name], png)
+        write_bytes_atomic(written[name], png)
 
     tables = _tables(metrics, published)
     notes = list(notes or [])
     # The YAML notes say where each published figure comes from and which are unverified.
     sources = {key: study["note"] for key, study in (published or {}).items() if study.get("note")}
     written["markdown"] = out / "report.md"
-    _atomic_write(written["markdown"], _markdown(title, tables, notes, sources, images).encode())
+    write_bytes_atomic(written["markdown"], _markdown(title, tables, notes, sources, images).encode())
     written["html"] = out / "report.html"
-    _atomic_write(written["html"], _html(title, tables, notes, sources, images).encode())
+    write_bytes_atomic(written["html"], _html(title, tables, notes, sources, images).encode())
     return written

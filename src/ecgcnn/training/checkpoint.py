@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ecgcnn.atomic import atomic_output
 from ecgcnn.errors import EcgError
 
 REQUIRED = ("model", "model_args", "classes")
@@ -16,19 +16,8 @@ REQUIRED = ("model", "model_args", "classes")
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Write ``payload`` to ``path`` via a temp file + rename: a crash (or a full disk) never
     leaves a truncated checkpoint under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise EcgError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -6,7 +6,6 @@ Read top to bottom: set-up, resume, epochs (train -> validate -> checkpoint -> e
 from __future__ import annotations
 
 import csv
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from ecgcnn.atomic import atomic_output
 from ecgcnn.data.beats import CLASSES, BeatSet
 from ecgcnn.data.dataset import BeatDataset
 from ecgcnn.errors import EcgError
@@ -136,12 +136,10 @@ def _scheduler(opt, cfg, max_epochs: int):
 
 
 def _write_metrics_csv(path: Path, history: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_output(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, path)
 
 
 def fit(
