@@ -142,6 +142,15 @@ def _write_metrics_csv(path: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
+def _tensorboard(out_dir: Path):
+    """A TensorBoard writer under ``out_dir/tb`` when tensorboard is installed (optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out_dir / "tb"))
+
+
 def fit(
     model: nn.Module,
     train: BeatSet,
@@ -213,6 +222,7 @@ def fit(
         bad_epochs, history = ck["bad_epochs"], list(ck["history"])
         best_state = ck["best_model"]
 
+    tb = _tensorboard(out_dir) if out_dir is not None and main else None
     t0 = time.perf_counter()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, tc.max_epochs):
@@ -280,10 +290,16 @@ def fit(
                 "rng": {"loop": gen.get_state(), "torch": torch.get_rng_state()},
             }, last_path)
             _write_metrics_csv(out_dir / "metrics.csv", history)
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(k, v, row["epoch"])
         if val_ds is not None and tc.early_stopping_patience > 0 \
                 and bad_epochs >= tc.early_stopping_patience:
             break
 
+    if tb is not None:
+        tb.close()
     model.load_state_dict(best_state)
     return FitResult(best_metric=float(best), best_epoch=best_epoch, epochs_run=epoch + 1,
                      seconds=time.perf_counter() - t0, history=history)
