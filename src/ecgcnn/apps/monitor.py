@@ -212,7 +212,7 @@ def load_input(cfg: DictConfig, model_leads: list[str]):
 
 # ----------------------------------------------------------------------------- scoring
 def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: float,
-                 start: int = 0, exclude=()) -> dict:
+                 start: int = 0, exclude=(), stop: int | None = None) -> dict:
     """Score the detector and the end-to-end classification against reference annotations.
 
     QRS: every detected R peak against every reference beat, EC57 150 ms window, both on the
@@ -235,22 +235,23 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     peaks : every detected R peak
     beat_samples, beat_pred : classified beats and their class indices (``CLASSES`` order)
     fs : sampling rate
-    start : score only beats from this sample (bxb ``-f``)
+    start, stop : score only beats in ``[start, stop)`` (bxb ``-f``, ``-t``)
     exclude : reference beat samples to leave out (e.g. beats that were training data)
     """
     ann_samples, ann_symbols = np.asarray(ann_samples), np.asarray(ann_symbols)
     ref = reference_beats(ann_samples, ann_symbols)
     vf = vf_episodes(ann_samples, ann_symbols)
-    whole = qrs_se_ppv(ref, peaks, fs, start=start)
-    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, skip=vf)
+    whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop)
+    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=vf)
+    end = np.iinfo(np.int64).max if stop is None else stop
     is_beat = np.isin(ann_symbols, list(AAMI_MAP))
     r_smp, r_sym = ann_samples[is_beat], ann_symbols[is_beat]
     lut = {s: CLASSES.index(c) for s, c in AAMI_MAP.items()}
     r_cls = dict(zip(r_smp.tolist(), (lut[s] for s in r_sym.tolist())))
-    keep_r = r_smp[r_smp >= start]
+    keep_r = r_smp[(r_smp >= start) & (r_smp < end)]
     b_smp = np.asarray(beat_samples, dtype=np.int64)
     b_cls = dict(zip(b_smp.tolist(), np.asarray(beat_pred).tolist()))
-    keep_b = b_smp[b_smp >= start]
+    keep_b = b_smp[(b_smp >= start) & (b_smp < end)]
     _, _, _, pairs = match_beats(keep_r, keep_b, round(MATCH_TOLERANCE_S * fs))
     excl = set(np.asarray(exclude, dtype=np.int64).tolist())
     matched_r, matched_b = set(pairs[:, 0].tolist()), set(pairs[:, 1].tolist())
@@ -269,7 +270,8 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     out["extra_detections_by_predicted_class"] = count(extra)  # bxb's "O" row
     qrs = {k: {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.se, "ppv": s.ppv}
            for k, s in (("whole", whole), ("ec57_no_vf", ec57))}
-    return {"qrs": qrs, "classification": out, "from_s": start / fs}
+    return {"qrs": qrs, "classification": out, "from_s": start / fs,
+            "to_s": None if stop is None else stop / fs}
 
 
 # ----------------------------------------------------------------------------- app
@@ -365,7 +367,7 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     }
     if ann_s is not None:
         summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs,
-                                        start=round(cfg.score_from_s * fs))
+                                        start=round(cfg.score_from_s * fs), stop=len(sig))
     write_json(out_dir / "monitor_summary.json", summary)
     if cfg.plot.enabled:
         plot_span(out_dir / "monitor.png", sig[:, 0], fs, res.sample, pred, res.alarms,
@@ -423,9 +425,13 @@ def main(cfg: DictConfig) -> None:
           f"delay {s['delay_s']['emitted_p50']} s")
     if s["score"]:
         q, c = s["score"]["qrs"]["whole"], s["score"]["classification"]
-        print(f"QRS Se {100 * q['se']:.2f}% +P {100 * q['ppv']:.2f}%; VEB Se "
-              f"{c['VEB']['Se']} +P {c['VEB']['PPV']}; SVEB Se {c['SVEB']['Se']} "
-              f"+P {c['SVEB']['PPV']}")
+
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+
+        print(f"QRS Se {pct(q['se'])} +P {pct(q['ppv'])}; VEB Se {pct(c['VEB']['Se'])} "
+              f"+P {pct(c['VEB']['PPV'])}; SVEB Se {pct(c['SVEB']['Se'])} "
+              f"+P {pct(c['SVEB']['PPV'])} (EC57/bxb conventions, see score_stream)")
     print(f"outputs: {out}", file=sys.stderr)
 
 

@@ -37,6 +37,7 @@ skipped by the class rules. This follows EC57/bxb, which drops RR intervals that
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -47,6 +48,8 @@ BEAT_RULES = ("v_beat", "v_couplet", "vt", "bigeminy", "trigeminy", "svt")
 RHYTHM_RULES = ("pause", "brady", "tachy")
 QUALITY_RULES = ("flat_line", "saturation")
 RULES = BEAT_RULES + RHYTHM_RULES + QUALITY_RULES
+_THRESHOLDS = ("vt_beats", "svt_beats", "bigeminy_cycles", "trigeminy_cycles", "pause_s",
+               "hr_beats", "brady_bpm", "tachy_bpm")
 
 
 class _Episode:
@@ -164,7 +167,9 @@ class AlarmEngine:
     """
 
     def __init__(self, cfg, fs: float, classes=("N", "S", "V", "F", "Q")) -> None:
-        self.cfg, self.fs = cfg, float(fs)
+        # Plain values: an OmegaConf attribute read costs more than a beat's rules.
+        self.cfg = SimpleNamespace(**{k: getattr(cfg, k) for k in _THRESHOLDS})
+        self.fs = float(fs)
         for k in ("vt_beats", "svt_beats", "bigeminy_cycles", "trigeminy_cycles", "hr_beats"):
             if getattr(cfg, k) < 1:
                 raise EcgError(f"alarms.{k}: must be >= 1, got {getattr(cfg, k)}")
@@ -174,6 +179,7 @@ class AlarmEngine:
         self.classes = list(classes)
         self.quality = SignalQuality(cfg, fs)
         self.rules = {k: _Episode(k, getattr(cfg, k), fs) for k in BEAT_RULES + RHYTHM_RULES}
+        cfg = self.cfg
         hist = max(2 * cfg.bigeminy_cycles, 3 * cfg.trigeminy_cycles, cfg.vt_beats) + 1
         self._cls: deque[str] = deque(maxlen=hist)  # classes of the last beats
         self._smp: deque[int] = deque(maxlen=hist)
