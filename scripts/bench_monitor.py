@@ -92,7 +92,11 @@ def run(args) -> dict:
           f"x real time | p99 ms")
     for rec in records:
         ft = compose("finetune", base + [f"record={rec}"])
-        m = finetune_patient(ft, out / rec, beats=beats)
+        done = out / rec / "metrics.json"
+        if args.reuse and done.is_file() and (out / rec / "model.pt").is_file():
+            m = json.loads(done.read_text())  # same settings, same seed: the same model
+        else:
+            m = finetune_patient(ft, out / rec, beats=beats)
         cm_a += np.asarray(m["confusion"])
         mc = compose("monitor", [f"checkpoint={out / rec / 'model.pt'}", f"record={rec}",
                                  f"data.root={root}", "plot.enabled=false",
@@ -188,6 +192,8 @@ def main() -> None:
     ap.add_argument("--margin-s", type=float, default=4.0, help="filter margin (s)")
     ap.add_argument("--root", help=f"MIT-BIH directory (default ${DATA_ENV})")
     ap.add_argument("--out", help="work directory (default: a temporary one)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse models (and their annotated scores) already in --out")
     ap.add_argument("--timing-record", default="208")
     ap.add_argument("--timing-repeats", type=int, default=3)
     args = ap.parse_args()

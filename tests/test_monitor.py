@@ -252,6 +252,11 @@ def test_score_stream_follows_bxb_for_missed_and_extra_beats():
     assert s["classification"]["extra_detections_by_predicted_class"]["V"] == 1
     s = score_stream(ann, sym, det, det, pred, FS, start=1500, exclude=[2000])
     assert s["classification"]["VEB"]["TP"] == 0 and s["classification"]["n_beats"] == 3
+    # Inside reference-marked ventricular flutter ('[' .. ']') extra beats are not counted.
+    vf_ann, vf_sym = np.append(ann, [5500, 6500]), np.append(sym, ["[", "]"])
+    s = score_stream(vf_ann, vf_sym, det, det, pred, FS)
+    assert s["classification"]["VEB"]["FP"] == 1  # only Nv
+    assert s["qrs"]["ec57_no_vf"]["fp"] == 0 and s["qrs"]["whole"]["fp"] == 1
 
 
 # ----------------------------------------------------------------------------- app

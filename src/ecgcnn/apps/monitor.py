@@ -225,7 +225,8 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     exactly as bxb's ``Vo``/``So`` (``VFN = Vn+Vs+Vf+Vq+Vo``); a classified beat with no
     reference beat is scored as reference N, so one called V or S is a false positive as
     bxb's ``Ov``/``Os`` (``VFP = Nv+Sv+Ov``) and one called N/F/Q is a true negative as in
-    bxb's ``VTN``. Se and +P are therefore bxb's; the one difference is that a missed
+    bxb's ``VTN``; extra beats inside ventricular flutter episodes are not counted (bxb's
+    ``*``). Se and +P are therefore bxb's; the one difference is that a missed
     N/F/Q beat adds to TN here (bxb leaves ``No`` out of TN), so Spe and Acc read slightly
     high when the detector misses beats. Counts of missed and extra beats are reported.
 
@@ -261,7 +262,9 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
             y_true.append(r_cls[rv])
             y_pred.append(b_cls[dv])
     missed = [r_cls[v] for v in keep_r.tolist() if v not in matched_r and v not in excl]
-    extra = [b_cls[v] for v in keep_b.tolist() if v not in matched_b]
+    # bxb does not count test beats inside reference-marked VF (its pseudo-label '*').
+    in_vf = (lambda v: any(a <= v < b for a, b in vf))
+    extra = [b_cls[v] for v in keep_b.tolist() if v not in matched_b and not in_vf(v)]
     y_true += missed + [0] * len(extra)
     y_pred += [0] * len(missed) + extra
     out = score(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64))
