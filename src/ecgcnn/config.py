@@ -207,3 +207,65 @@ def to_plain(cfg: Any) -> Any:
 
 
 register_configs()
+
+
+# ----------------------------------------------------------------------------- range checks
+def _checks(cfg) -> list[tuple[str, bool, str]]:
+    """(setting, ok, what is expected) for every section present in ``cfg``."""
+    out = []
+    get = getattr
+    if "data" in cfg:
+        d, b = cfg.data, cfg.data.beat
+        out += [
+            ("data.fs", d.fs > 0, "> 0 Hz"),
+            ("data.leads", len(d.leads) > 0, "at least one lead name"),
+            ("data.beat.before", b.before >= 0, ">= 0 samples"),
+            ("data.beat.after", b.after > 0, "> 0 samples"),
+            ("data.beat.length", b.length >= 2, ">= 2 samples"),
+            ("data.beat.trio_before", not b.trio or b.trio_before >= 0, ">= 0 samples"),
+            ("data.beat.trio_after", not b.trio or b.trio_after > 0, "> 0 samples"),
+            ("data.beat.rr_local", b.rr_local >= 1, ">= 1 beat"),
+            ("data.beat.rr_long", b.rr_long >= 1, ">= 1 beat"),
+        ]
+    if "split" in cfg and get(cfg.split, "name", None) == "patient_specific":
+        s = cfg.split
+        out += [("split.minutes", s.minutes > 0, "> 0 minutes"),
+                ("split.common_counts", all(v >= 0 for v in s.common_counts.values()),
+                 "counts >= 0")]
+    if "model" in cfg:
+        from ecgcnn.models.cnn1d import ACTIVATIONS
+
+        m = cfg.model
+        out += [("model.activation", m.activation in ACTIVATIONS,
+                 f"one of {', '.join(sorted(ACTIVATIONS))}"),
+                ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+                ("model.fc", all(n >= 1 for n in m.fc), "positive sizes")]
+        for i, c in enumerate(m.conv):
+            out += [(f"model.conv[{i}]", c.channels >= 1 and c.kernel >= 1 and c.stride >= 1,
+                     "channels, kernel and stride >= 1")]
+    if "optim" in cfg:
+        out += [("optim.lr", cfg.optim.lr > 0, "> 0"),
+                ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0")]
+    if "trainer" in cfg:
+        t = cfg.trainer
+        out += [("trainer.max_epochs", t.max_epochs >= 1, ">= 1"),
+                ("trainer.batch_size", t.batch_size >= 1, ">= 1"),
+                ("trainer.num_threads", t.num_threads >= 1, ">= 1"),
+                ("trainer.val_fraction", 0 <= t.val_fraction < 1, "in [0, 1)"),
+                ("trainer.device", t.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda")]
+    return out
+
+
+def check_config(cfg) -> None:
+    """Refuse out-of-range settings before any work starts (types are Hydra's job)."""
+    from ecgcnn.errors import EcgError
+
+    for key, ok, expected in _checks(cfg):
+        if not ok:
+            value = cfg
+            try:
+                for part in key.replace("[", ".").replace("]", "").split("."):
+                    value = value[int(part)] if part.isdigit() else value[part]
+            except (KeyError, IndexError, TypeError):
+                value = "?"
+            raise EcgError(f"{key}: got {value}, expected {expected}")

@@ -11,7 +11,7 @@ from omegaconf.errors import OmegaConfBaseException
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir
 from ecgcnn.apps.train import check_split_records
-from ecgcnn.config import DataConfig
+from ecgcnn.config import DataConfig, check_config
 from ecgcnn.data.beats import BeatSet
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
@@ -65,6 +65,7 @@ def published_for(protocol: str) -> dict:
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     """Score ``cfg.checkpoint`` on ``cfg.split``'s test beats; write metrics.json + reports."""
+    check_config(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # `???` in eval.yaml: say so in one line rather than let OmegaConf raise deep inside
         raise EcgError(f"{', '.join(missing)}: required setting not given "

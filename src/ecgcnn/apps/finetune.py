@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.apps.evaluate import load_model, published_for
+from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES, RR_FEATURES
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, patient_train_set
@@ -61,6 +62,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     -------
     The metrics payload of ``ecgcnn-eval`` plus ``record``, ``train_counts``, ``seconds``.
     """
+    check_config(cfg)
     t0 = time.perf_counter()
     rec = str(cfg.record)
     if rec not in cfg.split.records:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.io import PACED_RECORDS
@@ -35,6 +36,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> dict:
     The summary: per-record class counts of kept beats and edge-dropped beats, totals over all
     records and over the 44 non-paced ones, skipped records, cache location and wall time.
     """
+    check_config(cfg)
     t0 = time.perf_counter()
     data = load_beats(cfg.data, use_cache=cfg.use_cache, progress=cfg.progress)
     names = list(data.beats)

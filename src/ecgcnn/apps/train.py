@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
@@ -67,6 +68,7 @@ def _init_distributed(device: str) -> bool:
 def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Train on ``cfg.split``'s training beats; write best.pt, last.pt, metrics.csv,
     train_summary.json into ``out_dir`` (rank 0 only). Returns the summary."""
+    check_config(cfg)
     started = _init_distributed(cfg.trainer.device)
     try:
         beats = training_beats(cfg)
