@@ -270,7 +270,7 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
         f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
         'split.records=["s1"]', 'split.common_records=["s1","s2"]',
         *_counts(N=10, V=5), "trainer.max_epochs=2", "workers=1",
-        "noise.types=[em]", "noise.measure=segments"])
+        "noise.types=[em]", "noise.measure=segments", "monitor_snr_db=[12]"])
     s = noise_stress(cfg, tmp_path / "out")
     got = json.loads((tmp_path / "out" / "noise_stress.json").read_text())
     assert got["snr_db"] == [24.0, 18.0, 12.0, 6.0, 0.0, -6.0]
@@ -285,6 +285,12 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
     per = json.loads((tmp_path / "out" / "per_record.json").read_text())
     assert per["s1"]["clean"]["all"] == ft["confusion"]
     assert s["clean"]["VEB"]["TP"] == ft["VEB"]["TP"]
+    # the streaming monitor ran on the clean and the 12 dB records (detected beats, no annotations)
+    mon = got["monitor"]
+    assert set(mon) == {"clean", "em"} and set(mon["em"]) == {"12"}
+    assert mon["clean"]["-"]["QRS"]["Se"] > 0.99 and mon["clean"]["-"]["QRS"]["PPV"] > 0.99
+    assert mon["clean"]["-"]["QRS"]["TP"] + mon["clean"]["-"]["QRS"]["FN"] == (
+        mon["em"]["12"]["QRS"]["TP"] + mon["em"]["12"]["QRS"]["FN"])  # same reference beats
     assert (tmp_path / "out" / "noise_stress.png").stat().st_size > 10000
     assert "| em | -6 |" in (tmp_path / "out" / "report.md").read_text()
 

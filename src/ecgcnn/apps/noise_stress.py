@@ -9,9 +9,10 @@ of the noisy signal, and the test part (after ``split.minutes``, common-set beat
 summed per-patient confusion matrices. "all" scores every test beat, as the NST does (``bxb``
 from 5:00); "noisy_only" only the beats whose R peak lies in a noise-on segment.
 
-Monitor hook (not wired: ``ecgcnn.apps.monitor`` did not exist yet): :func:`noisy_records`
-yields every noisy ``Record`` of a patient and ``ecgcnn.noise.write_wfdb`` writes one as WFDB
-with its reference beats, for a streaming QRS / end-to-end VEB run on NST records.
+With ``monitor_snr_db`` (e.g. ``[12]``) the clean and noisy records at those SNRs are also
+written as WFDB and streamed through ``ecgcnn.apps.monitor.monitor`` (QRS detection, no
+annotations at run time): QRS Se/+P and end-to-end VEB/SVEB (bxb conventions, from
+``noise.clean_minutes``) per noise type, under ``monitor`` in the JSON. About 8 s per record.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from ecgcnn.noise.nst import (
     resolve_noise_root,
     synth_em,
 )
+from ecgcnn.noise.report import figure, format_table, headline, snr_key
 
 
 @dataclass
@@ -84,16 +86,13 @@ class NoiseStressConfig:
     records: list[str] = field(default_factory=list)  # [] -> split.records (the 44 patients)
     models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
     workers: int = 2  # patient processes, one torch thread each
+    monitor_snr_db: list[float] = field(default_factory=list)  # also stream these SNRs (+ clean)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
 
 
 ConfigStore.instance().store(name="base_noise_stress", node=NoiseStressConfig)
 
 _STATE: dict = {}  # per-process: cfg, noises, common keys (inherited through fork)
-
-
-def _key(snr: float) -> str:
-    return f"{snr:g}"
 
 
 def finetune_config(cfg: DictConfig, record: str) -> DictConfig:
@@ -209,9 +208,50 @@ def run_patient(record: str) -> dict:
     res = {"record": record, "clean": _score(models, rec, *args), "by_noise": {}}
     for t, snr, noisy, measured in noisy_records(rec, _STATE["noises"], cfg.noise):
         c = _score(models, noisy, *args)
-        res["by_noise"].setdefault(t, {})[_key(snr)] = {**c, "measured_snr_db": measured}
+        res["by_noise"].setdefault(t, {})[snr_key(snr)] = {**c, "measured_snr_db": measured}
+    if cfg.monitor_snr_db:
+        res["monitor"] = _monitor_patient(cfg, rec, mdir, out)
     res["seconds"] = {"train": round(t_train, 2), "total": round(time.perf_counter() - t0, 2)}
     return res
+
+
+def _monitor_patient(cfg, rec, mdir: Path, out: Path) -> dict:
+    """Stream the clean record and the noisy ones at ``monitor_snr_db`` through the monitor."""
+    import tempfile
+
+    from ecgcnn.apps.monitor import MonitorConfig, monitor
+    from ecgcnn.noise import write_wfdb
+
+    ncfg = OmegaConf.merge(cfg.noise, {"snr_db": list(cfg.monitor_snr_db)})
+    runs = [("clean", "-", rec)] + [(t, snr_key(snr), noisy) for t, snr, noisy, _ in
+                                    noisy_records(rec, _STATE["noises"], ncfg)]
+    res: dict = {}
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        for t, snr, r in runs:
+            write_wfdb(r, Path(tmp) / "db", rec.name)
+            mc = OmegaConf.merge(OmegaConf.structured(MonitorConfig), {
+                "data": {"root": str(Path(tmp) / "db")}, "record": rec.name,
+                "checkpoint": str(mdir / "model.pt"), "leads": list(rec.leads),
+                "score_from_s": 60.0 * float(cfg.noise.clean_minutes), "plot": {"enabled": False}})
+            sc = monitor(mc, Path(tmp) / "run")["score"]
+            q = sc["qrs"]["whole"]
+            res.setdefault(t, {})[snr] = {"qrs": [q["tp"], q["fn"], q["fp"]],
+                                          "confusion": sc["classification"]["confusion"]}
+    return res
+
+
+def _monitor_summary(results: list[dict]) -> dict:
+    from ecgcnn.evaluation.aami import combine
+
+    out: dict = {}
+    for t, by_snr in results[0]["monitor"].items():
+        for snr in by_snr:
+            tp, fn, fp = np.sum([r["monitor"][t][snr]["qrs"] for r in results], axis=0).tolist()
+            g = combine({r["record"]: r["monitor"][t][snr]["confusion"] for r in results})
+            out.setdefault(t, {})[snr] = {
+                "QRS": {"Se": tp / max(1, tp + fn), "PPV": tp / max(1, tp + fp), "TP": tp,
+                        "FN": fn, "FP": fp}, **_stats(g)}
+    return out
 
 
 def _init_worker(state: dict) -> None:
@@ -246,7 +286,7 @@ def summarize(results: list[dict], cfg) -> dict:
                      "noisy_only": {**_stats(clean_on), "n_beats": clean_on["n_beats"]}},
            "by_noise": {}}
     for t in cfg.noise.types:
-        for snr in map(_key, cfg.noise.snr_db):
+        for snr in map(snr_key, cfg.noise.snr_db):
             g = gross("by_noise", t, snr, "all")
             gn = gross("by_noise", t, snr, "noisy")
             meas = [r["by_noise"][t][snr]["measured_snr_db"] for r in results]
@@ -278,6 +318,8 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
         raise EcgError(f"workers: must be >= 1, got {cfg.workers}")
     if not cfg.noise.snr_db:
         raise EcgError("noise.snr_db: empty")
+    if cfg.ensemble != 1 and cfg.monitor_snr_db:
+        raise EcgError("monitor_snr_db: the monitor streams one model; needs ensemble=1")
     if cfg.noise.measure not in ("nst", "segments"):
         raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
     noises = load_noises(cfg.noise, 650000, float(cfg.data.fs))
@@ -306,84 +348,14 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
                 done(r)
     results.sort(key=lambda r: r["record"])
     summary = summarize(results, cfg)
+    if cfg.monitor_snr_db:
+        summary["monitor"] = _monitor_summary(results)
     summary["wall_s"] = round(time.perf_counter() - t0, 2)
     write_json(out_dir / "noise_stress.json", summary)
     write_json(out_dir / "per_record.json", {r["record"]: r for r in results})
-    _figure(summary).savefig(out_dir / "noise_stress.png", dpi=110)
+    figure(summary).savefig(out_dir / "noise_stress.png", dpi=110)
     (out_dir / "report.md").write_text(format_table(summary, markdown=True))
     return summary
-
-
-def _figure(s: dict):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 7), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True)
-    snrs = s["snr_db"]
-    for ax, (kind, m) in zip(axes.flat, [("VEB", "Se"), ("VEB", "PPV"), ("SVEB", "Se"),
-                                         ("SVEB", "PPV")]):
-        for i, t in enumerate(s["noise_types"]):
-            col = f"C{i}"
-            for part, style in (("all", "-o"), ("noisy_only", ":s")):
-                ys = [100 * ((s["by_noise"][t][_key(x)] if part == "all" else
-                              s["by_noise"][t][_key(x)]["noisy_only"])[kind][m] or 0) for x in snrs]
-                ax.plot(snrs, ys, style, color=col, ms=4,
-                        label=f"{t} ({'whole test' if part == 'all' else 'noisy segments'})")
-        for part, style, label in ((s["clean"], "--", "clean"),
-                                   (s["clean"]["noisy_only"], ":", "clean, noise-on beats")):
-            ax.axhline(100 * (part[kind][m] or 0), color="k", lw=0.8, ls=style, label=label)
-        if (kind, m) == ("VEB", "Se"):
-            ax.axhline(90, color="r", lw=0.6, ls="-.", label="goal 90 %")
-        ax.set_title(f"{kind} {'+P' if m == 'PPV' else m}")
-        ax.set_ylabel("%")
-        ax.grid(alpha=0.3)
-    for ax in axes[1]:
-        ax.set_xlabel("SNR (dB, nst definition)")
-    axes[0, 0].invert_xaxis()  # shared: high SNR (clean) on the left, as the NST tables read
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"MIT-BIH noise stress test, {s['n_patients']} patient-specific models")
-    return fig
-
-
-def format_table(s: dict, markdown: bool = False) -> str:
-    """Table of VEB/SVEB Se and +P per noise type and SNR (whole test part | noisy segments)."""
-    def p(v):
-        return "  n/a" if v is None else f"{100 * v:5.1f}"
-
-    head = ["noise", "SNR", "VEB Se", "VEB +P", "SVEB Se", "SVEB +P", "| noisy: VEB Se",
-            "VEB +P", "SVEB Se", "SVEB +P", "meas. SNR"]
-    c = s["clean"]
-    rows = [["clean", "-"] + [p(x[k][m]) for x in (c, c["noisy_only"]) for k in ("VEB", "SVEB")
-                              for m in ("Se", "PPV")] + [""]]
-    for t in s["noise_types"]:
-        for snr in map(_key, s["snr_db"]):
-            b = s["by_noise"][t][snr]
-            nb = b["noisy_only"]
-            rows.append([t, snr] + [p(x[k][m]) for x in (b, nb) for k in ("VEB", "SVEB")
-                                    for m in ("Se", "PPV")]
-                        + [f"{b['measured_snr_db']['median']:.2f}"])
-    if markdown:
-        lines = [f"# MIT-BIH noise stress test: {s['n_patients']} patients\n",
-                 ("Gross AAMI figures (%) from summed per-patient confusions. Left: every test "
-                  "beat (minutes 5-30, as the NST scores); right: beats in noise-on segments only. "
-                  "SNR as PhysioNet's nst defines it; em is synthetic.\n"),
-                 "| " + " | ".join(h.strip("| ") for h in head) + " |",
-                 "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    fmt = "{:<6}{:>5}  " + "{:>8}" * 4 + "  {:>15}" + "{:>8}" * 3 + "{:>11}"
-    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
-
-
-def headline(s: dict) -> dict:
-    """The one-line JSON: VEB Se at 12 dB per noise type (whole test part), plus the clean one."""
-    def at(db, kind, m):
-        return {t: s["by_noise"][t][_key(db)][kind][m] for t in s["noise_types"]
-                if _key(db) in s["by_noise"][t]}
-
-    return {"veb_se_12db": at(12, "VEB", "Se"), "veb_ppv_12db": at(12, "VEB", "PPV"),
-            "sveb_se_12db": at(12, "SVEB", "Se"), "clean_veb_se": s["clean"]["VEB"]["Se"],
-            "n_patients": s["n_patients"], "wall_s": s.get("wall_s")}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="noise_stress")
