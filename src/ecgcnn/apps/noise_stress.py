@@ -38,9 +38,12 @@ from ecgcnn.config import (
     SplitConfig,
     TrainerConfig,
 )
+from ecgcnn.data.preprocess import resample
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.noise.nst import (
     NOISE_TYPES,
+    NSTDB_FS,
+    NSTDB_SAMPLES,
     added_snr,
     masked_noise_size,
     noise_size,
@@ -163,13 +166,15 @@ def _score(models, rec, data_cfg, boundary: int, common: set, mask: np.ndarray) 
             "noisy": confusion(test.y[on], pred[on]).tolist()}
 
 
-def noisy_records(rec, noises: dict, ncfg):
+def noisy_records(rec, noises: dict, ncfg, noise_fs: float = NSTDB_FS):
     """Yield ``(noise_type, snr_db, noisy Record, measured SNR of lead 0)`` for one clean record."""
     n, fs = rec.n_samples, rec.fs
     mask = nst_mask(n, fs, ncfg.clean_minutes, ncfg.segment_minutes)
     pp = np.array([qrs_size(rec.signal[:, j], fs, rec.ann_samples, rec.ann_symbols)
                    for j in range(rec.signal.shape[1])])
     for t, noise in noises.items():
+        if fs != noise_fs:  # nst mixes at the ECG's rate (it resamples the noise with xform)
+            noise = resample(noise, noise_fs, fs)
         chans = [(ncfg.channel + j) % noise.shape[1] for j in range(rec.signal.shape[1])]
         streams = np.stack([noise_stream(noise[:, c], n, round(ncfg.offset_s * fs))
                             for c in chans], axis=1)
@@ -322,7 +327,8 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
         raise EcgError("monitor_snr_db: the monitor streams one model; needs ensemble=1")
     if cfg.noise.measure not in ("nst", "segments"):
         raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
-    noises = load_noises(cfg.noise, 650000, float(cfg.data.fs))
+    # at the noise records' own rate: noisy_records resamples to a record's rate if it differs
+    noises = load_noises(cfg.noise, NSTDB_SAMPLES, NSTDB_FS)
     # the common set is drawn from clean beats exactly as ecgcnn-finetune draws it, so the test
     # beats here are the finetune test beats (models_dir models must share these settings)
     need = sorted(set(cfg.split.common_records) | ({*records} if not cfg.models_dir else set()))

@@ -47,6 +47,9 @@ NSTDB_ENV = "ECGCNN_NSTDB_DIR"
 NOISE_TYPES: tuple[str, ...] = ("bw", "ma", "em", "mix")
 #: Labels that WFDB's ``map1`` maps to NORMAL (ecgmap.h): the beats ``sigamp -a`` measures.
 SIGAMP_NORMAL = frozenset(["N", "L", "R", "a", "J", "A", "S", "j", "/", "Q", "B", "e", "n", "f"])
+#: Rate and length of the NSTDB noise records (also of the synthetic em by default).
+NSTDB_FS = 360.0
+NSTDB_SAMPLES = 650000
 #: sigamp's NMAX: measurements per size estimate.
 SIGAMP_NMAX = 300
 
