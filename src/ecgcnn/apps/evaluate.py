@@ -37,13 +37,14 @@ def load_model(path) -> tuple[CNN1D, dict]:
 
 
 def checkpoint_data_config(ck: dict, data_cfg: DictConfig, source="checkpoint") -> DictConfig:
-    """The checkpoint's beat settings (windows, filter, leads) with this run's root and cache."""
+    """The checkpoint's beat settings (windows, filter, leads) with this run's root, cache and
+    resampling policy (how to read records is the user's choice, not the model's)."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
     except (OmegaConfBaseException, ValueError) as exc:  # unknown keys, bad values, not a dict
         msg = str(exc).strip().splitlines()[0][:160]
         raise EcgError(f"{source}: checkpoint data settings do not fit DataConfig ({msg})") from None
-    cfg.root, cfg.cache_dir = data_cfg.root, data_cfg.cache_dir
+    cfg.root, cfg.cache_dir, cfg.resample = data_cfg.root, data_cfg.cache_dir, data_cfg.resample
     return cfg
 
 
