@@ -185,6 +185,12 @@ class FinetuneConfig:
     report: bool = True  # per-patient report.md/html with figures (metrics.json is always written)
 
 
+@dataclass
+class ExportConfig:
+    checkpoint: str = MISSING  # a training checkpoint (best.pt)
+    format: str = "torchscript"  # torchscript | onnx
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
@@ -193,6 +199,7 @@ def register_configs() -> None:
     cs.store(name="base_train", node=TrainConfig)
     cs.store(name="base_eval", node=EvalConfig)
     cs.store(name="base_finetune", node=FinetuneConfig)
+    cs.store(name="base_export", node=ExportConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

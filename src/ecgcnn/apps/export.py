@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import DictConfig
 
-import ecgcnn.config  # noqa: F401  (registers the other schemas)
+import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir
 from ecgcnn.errors import cli_errors
 from ecgcnn.export import export_model
-
-
-# TODO(config.py): move into ecgcnn.config with the other schemas (this module may not edit it).
-@dataclass
-class ExportConfig:
-    checkpoint: str = MISSING  # a training checkpoint (best.pt)
-    format: str = "torchscript"  # torchscript | onnx
-
-
-ConfigStore.instance().store(name="base_export", node=ExportConfig)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
