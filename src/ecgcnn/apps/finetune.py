@@ -95,6 +95,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
             "epoch": -1, "best_metric": float("nan"), "record": rec,
             "config": OmegaConf.to_container(cfg, resolve=True),
             "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "rr_features": list(RR_FEATURES),
         }, out_dir / (f"model_{k}.pt" if cfg.ensemble > 1 else "model.pt"))
     pred = probs.argmax(1)
     metrics = score(patient.test.y, pred, records=patient.test.record)

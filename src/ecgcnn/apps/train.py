@@ -84,7 +84,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
                   f"training on {len(train_set):,} beats {train_set.counts()}, "
                   f"validating on {len(val_set) if val_set is not None else 0:,}")
         extra = {"config": OmegaConf.to_container(cfg, resolve=True),
-                 "data": OmegaConf.to_container(cfg.data, resolve=True)}
+                 "data": OmegaConf.to_container(cfg.data, resolve=True),
+                 "rr_features": list(RR_FEATURES)}
         res = fit(model, train_set, val_set, cfg.optim, cfg.trainer,
                   out_dir=Path(out_dir), extra=extra, desc="train")
         summary = {
