@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
 import numpy as np
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
-from ecgcnn.config import DataConfig
 from ecgcnn.data.beats import AAMI_MAP, CLASSES, RR_FEATURES
 from ecgcnn.data.io import read_record, resolve_root
 from ecgcnn.errors import EcgError, cli_errors
@@ -42,72 +39,7 @@ from ecgcnn.monitor.scoring import (
 )
 from ecgcnn.monitor.stream import BeatStream, Classifier, replay, softmax
 
-
 # ----------------------------------------------------------------------------- config
-@dataclass
-class RuleConfig:
-    enabled: bool = True
-    severity: str = "medium"  # low | medium | high
-    refractory_s: float = 30.0  # no second alarm of this rule within this time
-
-
-@dataclass
-class AlarmConfig:
-    """Alarm rules (see ``ecgcnn.monitor.alarms``): one block per rule, then thresholds."""
-
-    v_beat: RuleConfig = field(default_factory=lambda: RuleConfig(True, "low", 60.0))
-    v_couplet: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 30.0))
-    vt: RuleConfig = field(default_factory=lambda: RuleConfig(True, "high", 30.0))
-    bigeminy: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 60.0))
-    trigeminy: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 60.0))
-    svt: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 30.0))
-    pause: RuleConfig = field(default_factory=lambda: RuleConfig(True, "high", 10.0))
-    brady: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 60.0))
-    tachy: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 60.0))
-    flat_line: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 10.0))
-    saturation: RuleConfig = field(default_factory=lambda: RuleConfig(True, "medium", 10.0))
-    vt_beats: int = 3
-    svt_beats: int = 3
-    bigeminy_cycles: int = 3
-    trigeminy_cycles: int = 3
-    pause_s: float = 2.0
-    hr_beats: int = 8  # heart rate = 60 / mean of the last hr_beats RR intervals
-    brady_bpm: float = 40.0
-    tachy_bpm: float = 150.0
-    quality_window_s: float = 2.0
-    quality_hop_s: float = 0.5
-    flat_ptp_mv: float = 0.05
-    saturation_run_s: float = 0.1
-
-
-@dataclass
-class PlotConfig:
-    enabled: bool = True
-    start_s: float = 0.0
-    duration_s: float = 20.0
-
-
-@dataclass
-class MonitorConfig:
-    data: DataConfig = field(default_factory=DataConfig)  # root, annotator; beats: checkpoint's
-    record: str | None = None  # WFDB record under data.root ...
-    input: str | None = None  # ... or a CSV / .npy file (samples x columns, mV)
-    fs: float | None = None  # required with input=
-    columns: list[int] = field(default_factory=lambda: [0])  # input= columns, one per lead
-    leads: list[str] = field(default_factory=list)  # record= leads; [] -> the model's leads
-    checkpoint: str = MISSING  # checkpoint (best.pt / model.pt) or exported model.pt / .onnx
-    engine: str = "fused"  # fused (export.runtime, BN folded) | torch (the nn.Module as trained)
-    chunk_s: float = 1.0
-    realtime: bool = False
-    margin_s: float = 4.0  # zero-phase filter margin beyond the beat windows (both sides)
-    max_duration_s: float | None = None  # stream only the first seconds
-    num_threads: int = 1
-    score_from_s: float = 0.0  # score beats from here (bxb's -f; 300 = after minute 5)
-    alarms: AlarmConfig = field(default_factory=AlarmConfig)
-    plot: PlotConfig = field(default_factory=PlotConfig)
-
-
-ConfigStore.instance().store(name="base_monitor", node=MonitorConfig)
 
 
 # ----------------------------------------------------------------------------- inputs
