@@ -18,6 +18,9 @@ from ecgcnn.synthesis.zeroshot import (
     binary_rates,
     check_training_set,
     person_split,
+    person_threshold,
+    rr_columns,
+    unit_scale,
 )
 
 N, S, V, F, Q = range(5)
@@ -121,6 +124,42 @@ def test_leave_one_out_library_and_training_set():
         check_training_set(train, person, boundary, own_lib)
     with pytest.raises(EcgError, match="must all be normal"):
         synthesize(own.subset(np.arange(10)), lib, {"S": 5}, seed=0)
+
+
+def test_filter_rejection_and_ectopic_rr_context():
+    beats = {r: fake_record(r, seed=i) for i, r in enumerate(["r1", "r2", "r3"])}
+    full = build_library(beats, ["r1", "r2", "r3"], "r2", 15, 0.01, 6, 0)
+    cut = float(np.median(full.residual))
+    kept = build_library(beats, ["r1", "r2", "r3"], "r2", 15, 0.01, 6, 0, max_residual=cut)
+    assert len(kept) == int((full.residual <= cut).sum()) and (kept.residual <= cut).all()
+    with pytest.raises(EcgError, match="fit error"):
+        build_library(beats, ["r1", "r2", "r3"], "r2", 15, 0.01, 6, 0, max_residual=1e-9)
+    normals = beats["r2"].subset(beats["r2"].y == N)
+    col = {f: i for i, f in enumerate(RR_FEATURES)}
+    normals.rr[:, col["local_cv"]] = 0.05
+    syn = synthesize(normals, full, {"S": 20}, seed=0, rr_mode="ectopic")
+    p = syn.rr[:, col["pre_local"]]
+    assert np.allclose(p, 0.7) and np.allclose(syn.rr[:, col["pre_prev"]], p)
+    # one interval of 0.7 among 10 of mean 1 (cv 0.05): sqrt(0.05^2 + 0.09*9/100) / 0.97
+    assert np.allclose(syn.rr[:, col["local_cv"]], np.sqrt(0.0025 + 0.0081) / 0.97, atol=1e-6)
+    with pytest.raises(EcgError, match="rr_mode"):
+        synthesize(normals, full, {"S": 2}, seed=0, rr_mode="odd")
+
+
+def test_person_threshold_masking_and_scaling():
+    p = np.linspace(0.0, 0.99, 100)  # held-out normal beats of the person
+    assert person_threshold(p, 0.5, 0.0) == 0.5
+    assert person_threshold(p, 0.5, 0.02) == pytest.approx(np.quantile(p, 0.98))
+    assert person_threshold(p * 0.1, 0.5, 0.02) == 0.5  # raised, never lowered
+    assert person_threshold(np.zeros(0), 0.5, 0.02) == 0.5
+    with pytest.raises(EcgError, match="threshold_fpr"):
+        person_threshold(p, 0.5, 1.0)
+    assert rr_columns(["pre_rr", "local_cv"]) == [0, RR_FEATURES.index("local_cv")]
+    with pytest.raises(EcgError, match="rr_drop"):
+        rr_columns(["pre_rrr"])
+    x = np.stack([beat_shape(), 3 * beat_shape()])[:, None, :]
+    u = unit_scale(x)
+    assert np.allclose(u.std(-1), 1.0, atol=1e-5) and np.allclose(u[0], u[1], atol=1e-5)
 
 
 def test_binary_metrics_and_alarms_by_hand():

@@ -30,6 +30,7 @@ class AbsConfig:
     ridge: float = 0.01  # Tikhonov weight, relative to the mean energy of the normal beat
     per_patient: int = 20  # at most this many abnormal beats per class and library patient
     classes: list[str] = field(default_factory=lambda: ["S", "V"])
+    max_residual: float = 1.0  # drop filters with a larger relative fit error (1.0: keep all)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SynthConfig:
     scale: float = 0.1  # amplitude factor 1 +- scale
     noise: float = 0.01  # Gaussian noise std, mV
     shift: int = 2  # circular shift of the beat channel, samples
+    rr_mode: str = "source"  # source | ectopic: RR context of the synthetic beats
 
 
 @dataclass
@@ -55,6 +57,12 @@ class ZeroShotConfig:
     abs: AbsConfig = field(default_factory=AbsConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     threshold: float = 0.5  # flag a beat when P(not N) exceeds this
+    # raise the threshold per person so that at most this share of their held-out (validation)
+    # normal beats is flagged; 0: off
+    threshold_fpr: float = 0.0
+    beat_scale: str = "none"  # none | std: each window channel scaled to unit std (amplitude drift)
+    rr_drop: list[str] = field(default_factory=list)  # RR features zeroed (input masking)
+    ensemble: int = 1  # models per person (trainer seeds seed, seed+1, ...), P averaged
     alarm_refractory_s: float = 10.0  # flags within this long after an alarm raise none
     seed: int = 0
     figures: bool = True

@@ -131,7 +131,8 @@ def average_normal(beats: BeatSet) -> np.ndarray:
 
 def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | None,
                   taps: int, ridge: float, per_patient: int, seed: int,
-                  classes: tuple[str, ...] = ("S", "V")) -> FilterLibrary:
+                  classes: tuple[str, ...] = ("S", "V"), max_residual: float = 1.0
+                  ) -> FilterLibrary:
     """Fit ABS filters on ``records`` minus ``exclude`` (the test person: leave-one-out).
 
     Parameters
@@ -142,6 +143,10 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
     taps, ridge : FIR length (odd) and relative Tikhonov weight (see :func:`fit_fir`)
     per_patient : at most this many abnormal beats per class and patient (drawn with ``seed``)
     classes : abnormal classes that get filters
+    max_residual : filters whose relative fit error on the beat channel exceeds this are
+        dropped (the degradation model does not explain that beat, so it would synthesize a
+        beat unlike the one it stands for); 1.0 keeps all (a ridge fit never does worse than
+        h = 0, whose error is 1)
 
     Returns
     -------
@@ -173,9 +178,13 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
                 rows["sample"].append(b.sample[i])
                 rows["rr_ratio"].append(b.rr[i, _RATIO_IDX])
                 rows["residual"].append(err)
+    if not 0.0 < max_residual:
+        raise EcgError(f"abs.max_residual: must be > 0, got {max_residual}")
+    keep = np.asarray(rows["residual"]) <= max_residual
+    rows = {k: [v for v, ok in zip(vals, keep) if ok] for k, vals in rows.items()}
     if not rows["y"]:
         raise EcgError(f"zeroshot.library_records: no {'/'.join(classes)} beat outside "
-                       f"record {exclude} to fit ABS filters on")
+                       f"record {exclude} with an ABS fit error <= {max_residual}")
     lib = FilterLibrary(
         h=np.asarray(rows["h"], np.float32), y=np.asarray(rows["y"], np.int64),
         record=np.asarray(rows["record"], dtype="<U8"), sample=np.asarray(rows["sample"], np.int64),
@@ -190,7 +199,7 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
 # ----------------------------------------------------------------------------- synthesis
 def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int], seed: int,
                from_average: float = 0.5, scale: float = 0.0, noise: float = 0.0,
-               shift: int = 0) -> BeatSet:
+               shift: int = 0, rr_mode: str = "source") -> BeatSet:
     """A person's potential abnormal beats: the library's filters applied to their normal beats.
 
     Parameters
@@ -203,6 +212,10 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
         rest start from one of their individual normal beats (beat-to-beat variety)
     scale, noise, shift : augmentation of the synthetic windows: amplitude factor 1 ± scale,
         Gaussian noise std (mV), circular shift of the beat channel by up to ``shift`` samples
+    rr_mode : ``source``: every scale-free RR feature is the source beat's; ``ectopic``:
+        prematurity (``pre_local``, ``post_local``) is the source beat's, the rhythm context is
+        the person's: one premature beat in their own rhythm, so ``pre_prev = pre_local`` and
+        ``local_cv`` is their normal beat's with one interval of ``pre_local`` mixed in
 
     Returns
     -------
@@ -238,8 +251,22 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
             for i, s in enumerate(rng.integers(-shift, shift + 1, n)):
                 x[i, 0] = np.roll(x[i, 0], s)
         rr = normals.rr[rng.integers(0, len(normals), n)].copy()  # the person's RR context
+        own_cv = rr[:, RR_FEATURES.index("local_cv")].copy() if "local_cv" in RR_FEATURES \
+            else None
         rr[:, _RATIO_IDX] = lib.rr_ratio[fi]
         col = {f: i for i, f in enumerate(RR_FEATURES)}
+        if rr_mode == "ectopic":
+            p = rr[:, col["pre_local"]]
+            if "pre_prev" in col:
+                rr[:, col["pre_prev"]] = p
+            if own_cv is not None:
+                # one of m ~ rr_local (10) intervals replaced by p (in units of the mean):
+                # variance grows by (1 - p)^2 (m - 1) / m^2, the mean drops by (1 - p) / m
+                m = 10.0
+                var = own_cv ** 2 + (1 - p) ** 2 * (m - 1) / m ** 2
+                rr[:, col["local_cv"]] = np.sqrt(var) / (1 - (1 - p) / m)
+        elif rr_mode != "source":
+            raise EcgError(f"zeroshot.synth.rr_mode: unknown '{rr_mode}' (source | ectopic)")
         local, long = rr[:, col["local_rr"]], rr[:, col["long_rr"]]
         rr[:, col["pre_rr"]] = local * rr[:, col["pre_local"]]
         rr[:, col["post_rr"]] = local * rr[:, col["post_local"]]

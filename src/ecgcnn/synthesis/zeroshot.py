@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.data.io import resolve_root
@@ -57,6 +58,37 @@ def check_training_set(train: BeatSet, person: str, boundary: int, lib: FilterLi
                        f"are not normal beats of the first {boundary} samples")
     if (lib.record == person).any() or (train.record == SYNTH_PREFIX + person).any():
         raise EcgError(f"zeroshot: the ABS library of {person} holds filters fitted on {person}")
+
+
+def rr_columns(names) -> list[int]:
+    """Indices of the RR features ``names`` (model input masking: those columns are zeroed
+    for training and test beats alike); an unknown name is an error."""
+    unknown = sorted(set(map(str, names)) - set(RR_FEATURES))
+    if unknown:
+        raise EcgError(f"rr_drop: unknown RR features {unknown} (choose from {list(RR_FEATURES)})")
+    return [RR_FEATURES.index(str(n)) for n in names]
+
+
+def unit_scale(x: np.ndarray) -> np.ndarray:
+    """Every window channel divided by its own standard deviation: a person's beat amplitude
+    drifts over a recording (electrode contact, posture: down to 40 % in record 116), which a
+    model fitted on 5 minutes would read as a new, abnormal shape."""
+    return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def person_threshold(p_val_normal: np.ndarray, base: float, fpr: float) -> float:
+    """Decision threshold of one person from *their own* held-out normal beats only.
+
+    ``fpr`` 0 keeps ``base``. Otherwise the threshold is raised (never lowered) to the
+    ``1 - fpr`` quantile of P(abnormal) over the person's validation N beats (first minutes,
+    held out of the weight fit), so that at most a share ``fpr`` of them would be flagged. No
+    abnormal beat of the person takes part: the choice stays zero-shot.
+    """
+    if not 0.0 <= fpr < 1.0:
+        raise EcgError(f"threshold_fpr: must be in [0, 1), got {fpr}")
+    if fpr == 0.0 or len(p_val_normal) == 0:
+        return float(base)
+    return float(max(base, np.quantile(p_val_normal, 1.0 - fpr)))
 
 
 def test_hours(root, record: str, fs: float, boundary: int) -> float:
@@ -153,10 +185,10 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
     normals, test = person_split(beats[record], cfg.minutes, fs)
     a = cfg.abs
     lib = build_library(beats, list(cfg.library_records), record, a.taps, a.ridge,
-                        a.per_patient, cfg.seed, tuple(a.classes))
+                        a.per_patient, cfg.seed, tuple(a.classes), a.max_residual)
     s = cfg.synth
     synth = synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes}, cfg.seed,
-                       s.from_average, s.scale, s.noise, s.shift)
+                       s.from_average, s.scale, s.noise, s.shift, s.rr_mode)
     train = BeatSet.concat([normals, synth])
     check_training_set(train, record, boundary, lib)
     if cfg.labels == "binary":
@@ -166,15 +198,37 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
     elif cfg.labels != "nsv":
         raise EcgError(f"labels: unknown '{cfg.labels}' (nsv | binary)")
 
+    if int(cfg.ensemble) < 1:
+        raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
+    if cfg.beat_scale == "std":
+        train.x, test.x = unit_scale(train.x), unit_scale(test.x)
+    elif cfg.beat_scale != "none":
+        raise EcgError(f"beat_scale: unknown '{cfg.beat_scale}' (none | std)")
+    drop = rr_columns(cfg.rr_drop)
+    train.rr[:, drop] = 0.0
+    test.rr = test.rr.copy()
+    test.rr[:, drop] = 0.0
+
     tr, va = validation_split(train, cfg.trainer.val_fraction, cfg.seed)
-    model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
-                        len(CLASSES))
-    res = fit(model, tr, va, cfg.optim, cfg.trainer,
-              out_dir=Path(out_dir) if (out_dir is not None and save_model) else None,
-              desc=f"zeroshot {record}")
-    probs = predict(model, test, select_device(cfg.trainer.device))
-    p_abn = 1.0 - probs[:, N]
-    flagged = p_abn > cfg.threshold
+    device = select_device(cfg.trainer.device)
+    p_abn = np.zeros(len(test))
+    va_n = None if va is None else va.subset(va.y == N)
+    p_val_n = np.zeros(0 if va_n is None else len(va_n))
+    runs = []
+    for k in range(int(cfg.ensemble)):
+        # members differ in initial weights, batch order and augmentation draws only
+        trainer = OmegaConf.merge(cfg.trainer, {"seed": int(cfg.trainer.seed) + k})
+        model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
+                            len(CLASSES))
+        save = out_dir is not None and save_model and k == 0
+        runs.append(fit(model, tr, va, cfg.optim, trainer,
+                        out_dir=Path(out_dir) if save else None, desc=f"zeroshot {record}"))
+        p_abn += (1.0 - predict(model, test, device)[:, N]) / cfg.ensemble
+        if va_n is not None and len(va_n):
+            p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / cfg.ensemble
+    res = runs[0]
+    threshold = person_threshold(p_val_n, cfg.threshold, cfg.threshold_fpr)
+    flagged = p_abn > threshold
     counts = binary_counts(test.y, flagged)
     hours = test_hours(cfg.data.root, record, fs, boundary)
     metrics = {
@@ -184,7 +238,8 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
                   "library_records": sorted(set(lib.record.tolist())),
                   "library_median_residual": float(np.median(lib.residual)),
                   "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                  "seconds": round(res.seconds, 2)},
+                  "ensemble": len(runs), "seconds": round(sum(r.seconds for r in runs), 2),
+                  "threshold": float(threshold), "val_normal_beats": len(p_val_n)},
         "test": {"beats": len(test), "counts": test.counts(),
                  "F_flagged": int((flagged & (test.y == F)).sum()),
                  "Q_flagged": int((flagged & (test.y == Q)).sum())},
