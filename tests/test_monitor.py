@@ -11,8 +11,8 @@ import pytest
 from conftest import compose
 from omegaconf import OmegaConf
 
-from ecgcnn.apps.monitor import AlarmConfig, load_classifier, monitor, score_stream
-from ecgcnn.config import DataConfig
+from ecgcnn.apps.monitor import load_classifier, monitor, score_stream
+from ecgcnn.config import AlarmConfig, DataConfig
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, extract_beats, rr_features
 from ecgcnn.data.io import Record
 from ecgcnn.errors import EcgError
