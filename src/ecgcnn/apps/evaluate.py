@@ -17,7 +17,7 @@ from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
-from ecgcnn.evaluation.report import load_published, write_report
+from ecgcnn.evaluation.report import console_table, load_published, write_report
 from ecgcnn.models import CNN1D
 from ecgcnn.training.checkpoint import load_checkpoint
 from ecgcnn.training.loop import predict, select_device
@@ -93,12 +93,7 @@ def main(cfg: DictConfig) -> None:
     out = output_dir()
     m = evaluate(cfg, out)
 
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}"
-
-    for k in ("VEB", "SVEB"):
-        b = m[k]
-        print(f"{k}: Acc {pct(b['Acc'])} Se {pct(b['Se'])} Spe {pct(b['Spe'])} +P {pct(b['PPV'])}")
+    print(console_table(m, m["published"]))
     print(f"{m['n_beats']} test beats; report: {out / 'report.html'}")
 
 

@@ -29,7 +29,7 @@ from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
-from ecgcnn.evaluation.report import write_report
+from ecgcnn.evaluation.report import console_table, pct, write_report
 from ecgcnn.models import build_model
 from ecgcnn.training.checkpoint import save_checkpoint
 from ecgcnn.training.loop import fit, predict, seed_everything, select_device, validation_split
@@ -197,19 +197,7 @@ class SummaryCallback(Callback):
 
 
 def _format_summary(s: dict) -> str:
-    def pct(v):
-        return "  n/a" if v is None else f"{100 * v:5.1f}"
-
-    lines = [f"{s['n_patients']} patients, gross      Acc    Se   Spe    +P"]
-    for k in ("VEB", "SVEB"):
-        b = s[k]
-        lines.append(f"  {k:<4} ours          {pct(b['Acc'])} {pct(b['Se'])} {pct(b['Spe'])} "
-                     f"{pct(b['PPV'])}")
-        for name, p in s.get("published", {}).items():
-            pb = p.get(k) or {}
-            lines.append(f"  {k:<4} {name:<13} {pct(pb.get('Acc'))} {pct(pb.get('Se'))} "
-                         f"{pct(pb.get('Spe'))} {pct(pb.get('PPV'))}")
-    return "\n".join(lines)
+    return f"{s['n_patients']} patients, gross (AAMI EC57)\n" + console_table(s, s.get("published"))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
@@ -217,9 +205,6 @@ def _format_summary(s: dict) -> str:
 def main(cfg: DictConfig) -> None:
     out = output_dir()
     m = finetune_patient(cfg, out)
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}"
 
     print(f"patient {m['record']}: VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, "
           f"SVEB Se {pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])} on {m['n_beats']} test "

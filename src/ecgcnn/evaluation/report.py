@@ -87,12 +87,25 @@ def load_published(path: str | os.PathLike | None = None) -> dict:
 # ---------------------------------------------------------------- formatting helpers
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
+    """A fraction as a percentage with one decimal; "–" when undefined."""
     return "–" if x is None else f"{100.0 * x:.1f}"
 
 
+def console_table(metrics: dict, published: dict | None = None, label: str = "ours") -> str:
+    """Gross VEB/SVEB Acc, Se, Spe, +P (%) as plain text, published studies underneath."""
+    lines = [f"{'':<19}{'Acc':>6}{'Se':>6}{'Spe':>6}{'+P':>6}"]
+    for kind in KINDS:
+        rows = [(label, metrics[kind])] + [(name, p.get(kind) or {})
+                                           for name, p in (published or {}).items()]
+        for name, b in rows:
+            cells = "".join(f"{pct(b.get(k)):>6}" for k in ("Acc", "Se", "Spe", "PPV"))
+            lines.append(f"{kind:<5}{name:<14}{cells}")
+    return "\n".join(lines)
+
+
 def _stat_cells(block: dict) -> list[str]:
-    return [_pct(block.get(k)) for k, _ in TABLE_COLS]
+    return [pct(block.get(k)) for k, _ in TABLE_COLS]
 
 
 def _header() -> list[str]:
