@@ -255,6 +255,42 @@ class MonitorConfig:
     plot: PlotConfig = field(default_factory=PlotConfig)
 
 
+# ----------------------------------------------------------------------------- noise stress
+@dataclass
+class NoiseConfig:
+    root: str | None = None  # NSTDB noise records (bw, ma); None -> $ECGCNN_NSTDB_DIR
+    types: list[str] = field(default_factory=lambda: ["bw", "ma", "em"])  # + "mix"
+    snr_db: list[float] = field(default_factory=lambda: [24.0, 18.0, 12.0, 6.0, 0.0, -6.0])
+    channel: int = 0  # noise channel added to the first lead; lead i gets (channel + i) mod 2
+    offset_s: float = 0.0  # where in the noise record the added noise starts
+    clean_minutes: float = 5.0  # nst: noise off before 5:00 ...
+    segment_minutes: float = 2.0  # ... then alternately 2 min on, 2 min off
+    em_seed: int = 0  # synthetic electrode motion (the NSTDB em record is not available)
+    em_band: list[float] = field(default_factory=lambda: [0.5, 10.0])
+    # noise size: "nst" = first 300 s of the noise (nst/sigamp, what NSTDB records used);
+    # "segments" = the noise-on segments, so the realized SNR there equals the nominal one
+    measure: str = "nst"
+
+
+@dataclass
+class NoiseStressConfig:
+    """Noise stress test of the patient-specific models (fields as ``FinetuneConfig``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    init_from: str | None = None
+    freeze_conv: bool = False
+    ensemble: int = 1
+    records: list[str] = field(default_factory=list)  # [] -> split.records (the 44 patients)
+    models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
+    workers: int = 2  # patient processes, one torch thread each
+    monitor_snr_db: list[float] = field(default_factory=list)  # also stream these SNRs (+ clean)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
@@ -265,6 +301,7 @@ def register_configs() -> None:
     cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
+    cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

@@ -20,23 +20,16 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
 import numpy as np
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.config import (
-    DataConfig,
     FinetuneConfig,
-    ModelConfig,
-    OptimConfig,
-    SplitConfig,
-    TrainerConfig,
 )
 from ecgcnn.data.preprocess import resample
 from ecgcnn.errors import EcgError, cli_errors
@@ -56,44 +49,6 @@ from ecgcnn.noise.nst import (
     synth_em,
 )
 from ecgcnn.noise.report import figure, format_table, headline, snr_key
-
-
-@dataclass
-class NoiseConfig:
-    root: str | None = None  # NSTDB noise records (bw, ma); None -> $ECGCNN_NSTDB_DIR
-    types: list[str] = field(default_factory=lambda: ["bw", "ma", "em"])  # + "mix"
-    snr_db: list[float] = field(default_factory=lambda: [24.0, 18.0, 12.0, 6.0, 0.0, -6.0])
-    channel: int = 0  # noise channel added to the first lead; lead i gets (channel + i) mod 2
-    offset_s: float = 0.0  # where in the noise record the added noise starts
-    clean_minutes: float = 5.0  # nst: noise off before 5:00 ...
-    segment_minutes: float = 2.0  # ... then alternately 2 min on, 2 min off
-    em_seed: int = 0  # synthetic electrode motion (the NSTDB em record is not available)
-    em_band: list[float] = field(default_factory=lambda: [0.5, 10.0])
-    # noise size: "nst" = first 300 s of the noise (nst/sigamp, what NSTDB records used);
-    # "segments" = the noise-on segments, so the realized SNR there equals the nominal one
-    measure: str = "nst"
-
-
-@dataclass
-class NoiseStressConfig:
-    """Noise stress test of the patient-specific models (fields as ``FinetuneConfig``)."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    split: SplitConfig = MISSING
-    model: ModelConfig = MISSING
-    optim: OptimConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    init_from: str | None = None
-    freeze_conv: bool = False
-    ensemble: int = 1
-    records: list[str] = field(default_factory=list)  # [] -> split.records (the 44 patients)
-    models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
-    workers: int = 2  # patient processes, one torch thread each
-    monitor_snr_db: list[float] = field(default_factory=list)  # also stream these SNRs (+ clean)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-
-
-ConfigStore.instance().store(name="base_noise_stress", node=NoiseStressConfig)
 
 _STATE: dict = {}  # per-process: cfg, noises, common keys (inherited through fork)
 
