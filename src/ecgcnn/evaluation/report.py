@@ -22,7 +22,10 @@ from ecgcnn.atomic import write_bytes_atomic
 from ecgcnn.errors import EcgError
 from ecgcnn.evaluation.aami import CLASSES, METRICS
 
-PUBLISHED_PATH = Path(__file__).parents[3] / "configs" / "published.yaml"
+# configs/ of the source tree, or $ECGCNN_CONFIG_DIR (non-editable installs, the Docker image)
+PUBLISHED_PATH = Path(
+    os.environ.get("ECGCNN_CONFIG_DIR") or Path(__file__).resolve().parents[3] / "configs"
+) / "published.yaml"
 PROTOCOLS = ("patient_specific", "inter_patient")
 KINDS = ("VEB", "SVEB")
 # Column order of every VEB/SVEB table, as the literature prints it (Acc, Se, Spe, +P).
