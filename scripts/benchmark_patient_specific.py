@@ -2,12 +2,15 @@
 """The full patient-specific benchmark (Kiranyaz 2016 protocol) from raw records to the summary.
 
     python scripts/benchmark_patient_specific.py [OVERRIDES...] [--workers N] [--out DIR]
-                                                 [--minutes 1,2,3,5]
+                                                 [--minutes 1,2,3,5] [--common-model train|none|PATH]
 
-Prepares (or reuses) the beat cache, trains the 44 patient models in ``--workers`` processes
-(one thread each), scores each on minutes 5-30 of its record, and writes summary.json and
-report.{md,html} into ``--out`` (default outputs/benchmark_ps/<time>). Overrides are Hydra
-overrides of configs/finetune.yaml (e.g. ``trainer.max_epochs=40 ensemble=3``).
+Prepares (or reuses) the beat cache; trains a common model on the 245-beat common set plus every
+patient's first minutes (training data only: no beat of any test part); fine-tunes each of the 44
+patient models from it on the common set + that patient's first minutes, in ``--workers``
+processes (one thread each); scores each on the rest of its record; and writes summary.json and
+report.{md,html} into ``--out`` (default outputs/benchmark_ps/<time>). ``--common-model none``
+trains every patient model from scratch, exactly as Kiranyaz 2016. Overrides are Hydra overrides
+of configs/finetune.yaml (e.g. ``trainer.max_epochs=40 ensemble=3``).
 Prints the per-patient training time, the gross table, and ends with one JSON line:
 {"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}}.
 """
@@ -71,6 +74,7 @@ def _train_common(args, out: Path, minutes) -> Path:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             "split=patient_specific", "train_on=all", "trainer.progress=false",
+            "trainer.num_threads=1",
             f"trainer.max_epochs={args.common_epochs}", f"split.minutes={min(minutes)}", *ft])
     train(cfg, out)
     return out / "best.pt"
@@ -89,12 +93,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--minutes", default=None, help="comma list, e.g. 1,2,3,5 (default: config)")
     ap.add_argument("--records", default=None, help="comma list (default: the split's 44)")
-    ap.add_argument("--common-model", default="none",
-                    help="'none': every patient model starts from scratch (Kiranyaz 2016); "
-                         "'train': first train a common model on the common set plus every "
-                         "patient's first minutes (no test beat) and fine-tune from it; or a "
-                         "checkpoint path")
-    ap.add_argument("--common-epochs", type=int, default=30)
+    ap.add_argument("--common-model", default="train",
+                    help="'train' (default): first train a common model on the common set plus "
+                         "every patient's first minutes (no test beat) and fine-tune each "
+                         "patient's model from it (trainer=finetune); 'none': every patient "
+                         "model starts from scratch on the common set + its first minutes, as "
+                         "in Kiranyaz 2016 (trainer=patient); or a checkpoint path")
+    ap.add_argument("--common-epochs", type=int, default=20)
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -113,6 +118,8 @@ def main(argv=None) -> int:
         return 2
     del prep
     overrides = list(args.overrides)
+    if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
+        overrides.insert(0, "trainer=finetune")
     if args.common_model != "none":
         ckpt = args.common_model
         if ckpt == "train":
