@@ -3,74 +3,20 @@
     ecgcnn-zeroshot record=208                       # one person -> metrics.json, beats.png
     ecgcnn-zeroshot -m record=100,101,103            # several persons (Hydra multirun)
     ecgcnn-zeroshot summarize=multirun/zeroshot/DIR  # summary.json + report.md/html of a sweep
-
-The schema lives here until it moves into ``ecgcnn.config``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the group schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir
-from ecgcnn.config import DataConfig, ModelConfig, OptimConfig, TrainerConfig
+from ecgcnn.config import check_config
 from ecgcnn.data.cache import load_beats
 from ecgcnn.errors import EcgError, cli_errors
-
-
-@dataclass
-class AbsConfig:
-    taps: int = 31  # FIR length (odd, centered); 31 of 128 samples = 170 ms at 360 Hz
-    ridge: float = 0.01  # Tikhonov weight, relative to the mean energy of the normal beat
-    per_patient: int = 20  # at most this many abnormal beats per class and library patient
-    classes: list[str] = field(default_factory=lambda: ["S", "V"])
-    max_residual: float = 1.0  # drop filters with a larger relative fit error (1.0: keep all)
-
-
-@dataclass
-class SynthConfig:
-    n_per_class: int = 600  # synthetic beats per abnormal class
-    from_average: float = 0.5  # share made from the average normal beat (rest: single beats)
-    scale: float = 0.1  # amplitude factor 1 +- scale
-    noise: float = 0.01  # Gaussian noise std, mV
-    shift: int = 2  # circular shift of the beat channel, samples
-    rr_mode: str = "source"  # source | ectopic: RR context of the synthetic beats
-
-
-@dataclass
-class ZeroShotConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = MISSING
-    optim: OptimConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    record: Optional[str] = None  # noqa: UP045  (OmegaConf needs Optional) the person
-    records: list[str] = field(default_factory=list)  # the persons of the benchmark
-    library_records: list[str] = field(default_factory=list)  # ABS filter patients (yaml: 44)
-    minutes: float = 5.0  # the person's first minutes: their normal beats for training
-    labels: str = "nsv"  # nsv: N/S/V outputs | binary: N vs one abnormal output
-    abs: AbsConfig = field(default_factory=AbsConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    threshold: float = 0.5  # flag a beat when P(not N) exceeds this
-    # raise the threshold per person so that at most this share of their held-out (validation)
-    # normal beats is flagged; 0: off
-    threshold_fpr: float = 0.0
-    beat_scale: str = "none"  # none | std: each window channel scaled to unit std (amplitude drift)
-    rr_drop: list[str] = field(default_factory=list)  # RR features zeroed (input masking)
-    ensemble: int = 1  # models per person (trainer seeds seed, seed+1, ...), P averaged
-    alarm_refractory_s: float = 10.0  # flags within this long after an alarm raise none
-    seed: int = 0
-    figures: bool = True
-    save_model: bool = True
-    summarize: Optional[str] = None  # noqa: UP045  a folder of runs: summarize it instead
-
-
-ConfigStore.instance().store(name="base_zeroshot", node=ZeroShotConfig)
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -79,6 +25,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     if cfg.summarize:
         return summarize_dir(Path(cfg.summarize))
+    check_config(cfg)
+    if cfg.minutes <= 0:
+        raise EcgError(f"minutes: got {cfg.minutes}, expected > 0 minutes")
     if not cfg.record:
         raise EcgError("record: name the person, e.g. record=208 (or summarize=DIR)")
     record = str(cfg.record)
