@@ -9,6 +9,7 @@ patient's first ``split.minutes`` minutes and scores it on the rest of the recor
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -69,6 +70,9 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         raise EcgError(f"record: '{rec}' is not one of the split's patients (split.records)")
     if cfg.ensemble < 1:
         raise EcgError(f"ensemble: must be >= 1, got {cfg.ensemble}")
+    done = _finished(Path(out_dir), cfg) if cfg.trainer.resume else None
+    if done is not None:
+        return done  # a rerun of a killed multirun: this patient had finished
     if beats is None:
         needed = sorted(set(cfg.split.common_records) | {rec})
         beats = load_beats(cfg.data, records=needed).beats
@@ -113,6 +117,20 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     return metrics
 
 
+def _finished(out_dir: Path, cfg: DictConfig) -> dict | None:
+    """The patient's earlier result in ``out_dir`` when that run completed (its metrics.json,
+    written last and atomically, is there for the same record and minutes), else None."""
+    path = out_dir / "metrics.json"
+    if not path.is_file() or (cfg.report and not (out_dir / "report.html").is_file()):
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except ValueError:
+        return None
+    same = m.get("record") == str(cfg.record) and m.get("minutes") == float(cfg.split.minutes)
+    return m if same else None
+
+
 # ----------------------------------------------------------------------------- summary
 def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
     """Gather every ``*/metrics.json`` of patient runs under ``run_dir`` into one summary.
@@ -126,7 +144,6 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
     found = [p for p in found if p.parent != out_dir]
     if not found:
         raise EcgError(f"{run_dir}: no patient runs (*/metrics.json) to summarize")
-    import json
 
     by_minutes: dict[float, dict[str, dict]] = {}
     for p in found:
