@@ -170,18 +170,24 @@ class EvalConfig:
 
 
 @dataclass
-class FinetuneConfig:
-    """One patient's model under the patient-specific protocol (Kiranyaz 2016)."""
+class PatientModelConfig:
+    """How patient-specific models are built (shared by finetune and the noise stress test)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = MISSING  # patient_specific: common set, minutes, records
     model: ModelConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
-    record: str = MISSING  # the patient
     init_from: str | None = None  # a common-model checkpoint; None trains from scratch
     freeze_conv: bool = False  # with init_from: train only the FC layers
     ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
+
+
+@dataclass
+class FinetuneConfig(PatientModelConfig):
+    """One patient's model under the patient-specific protocol (Kiranyaz 2016)."""
+
+    record: str = MISSING  # the patient
     report: bool = True  # per-patient report.md/html with figures (metrics.json is always written)
 
 
@@ -273,17 +279,9 @@ class NoiseConfig:
 
 
 @dataclass
-class NoiseStressConfig:
-    """Noise stress test of the patient-specific models (fields as ``FinetuneConfig``)."""
+class NoiseStressConfig(PatientModelConfig):
+    """Noise stress test of the patient-specific models."""
 
-    data: DataConfig = field(default_factory=DataConfig)
-    split: SplitConfig = MISSING
-    model: ModelConfig = MISSING
-    optim: OptimConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    init_from: str | None = None
-    freeze_conv: bool = False
-    ensemble: int = 1
     records: list[str] = field(default_factory=list)  # [] -> split.records (the 44 patients)
     models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
     workers: int = 2  # patient processes, one torch thread each
