@@ -181,7 +181,7 @@ def fit(
                        f"(got {tc.max_epochs}, {tc.batch_size})")
     device = select_device(tc.device)
     torch.set_num_threads(max(1, int(tc.num_threads)))
-    torch.set_flush_denormal(True)  # tiny tanh gradients turn denormal and stall the CPU 50x
+    torch.set_flush_denormal(True)  # denormal floats (saturated tanh gradients) are slow on x86
     seed_everything(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)  # shuffling + augmentation: resumable
     distributed = dist.is_available() and dist.is_initialized()
