@@ -93,3 +93,16 @@ def load_group(group: str, name: str):
     raw = OmegaConf.load(CONFIGS / group / f"{name}.yaml")
     raw.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(schemas[group]), raw)
+
+
+@pytest.fixture
+def synth_split(tmp_path) -> list[str]:
+    """Overrides for an inter-patient split of two synthetic records: s1 (N + every 5th beat V)
+    trains, s2 (every 7th V) tests."""
+    root = tmp_path / "db"
+    sig, r, syms = synth_ecg(120, v_every=5)
+    write_record(root, "s1", sig, r, syms)
+    sig, r, syms = synth_ecg(100, rr_s=0.9, seed=1, v_every=7)
+    write_record(root, "s2", sig, r, syms)
+    return [f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
+            'split.train_records=["s1"]', 'split.test_records=["s2"]']

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose, synth_ecg, write_record
+from conftest import compose
 
 from ecgcnn.apps import evaluate as ev
 from ecgcnn.apps.evaluate import evaluate, load_model
@@ -46,15 +46,9 @@ class Boom:
 
 
 @pytest.fixture
-def synth_eval(tmp_path):
+def synth_eval(tmp_path, synth_split):
     """Overrides for two synthetic records (s1 trains, s2 tests) plus a trained checkpoint."""
-    root = tmp_path / "db"
-    sig, r, syms = synth_ecg(120, v_every=5)
-    write_record(root, "s1", sig, r, syms)
-    sig, r, syms = synth_ecg(100, rr_s=0.9, seed=1, v_every=7)
-    write_record(root, "s2", sig, r, syms)
-    common = [f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
-              'split.train_records=["s1"]', 'split.test_records=["s2"]']
+    common = synth_split
     train(compose("train", common + ["trainer.max_epochs=2", "trainer.progress=false",
                                       "trainer.num_threads=1"]), tmp_path / "train")
     return common, tmp_path / "train" / "best.pt"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose, synth_ecg, write_record
+from conftest import REPO, compose
 from omegaconf import OmegaConf
 
 from ecgcnn.apps.evaluate import evaluate
@@ -80,16 +80,9 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @pytest.fixture
-def synth_train(tmp_path):
+def synth_train(synth_split):
     """Train.yaml overrides for two synthetic records: s1 (N + every 5th V) trains, s2 tests."""
-    root = tmp_path / "db"
-    sig, r, syms = synth_ecg(120, v_every=5)
-    write_record(root, "s1", sig, r, syms)
-    sig, r, syms = synth_ecg(100, rr_s=0.9, seed=1, v_every=7)
-    write_record(root, "s2", sig, r, syms)
-    return [f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
-            'split.train_records=["s1"]', 'split.test_records=["s2"]', "trainer.progress=false",
-            "trainer.num_threads=1"]
+    return [*synth_split, "trainer.progress=false", "trainer.num_threads=1"]
 
 
 @pytest.fixture(scope="module")
