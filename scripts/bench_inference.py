@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Batched CPU inference speed of the default CNN, against plain eager PyTorch.
 
     python scripts/bench_inference.py            # ~100k real beats, DS1 training epochs first

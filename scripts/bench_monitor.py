@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Benchmark ecgcnn-monitor on the 44 non-paced MIT-BIH records: detection, end-to-end
 classification against the annotation-based results of the same models, speed and latency.
 
@@ -72,39 +73,6 @@ def events_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(smp, np.int64), np.asarray(cls, np.int64)
 
 
-def aligned_beats(beats: dict, rec: str, root: str, data_cfg, boundary: int) -> dict:
-    """``beats`` with the patient's own training beats (before ``boundary``) re-cut around the
-    streaming detector's R peaks (labels from the matched reference beats), as a monitor
-    would collect them: expert labels on the monitor's own beats. Test beats stay
-    annotation-centred, so (a) is still scored on the reference positions."""
-    from ecgcnn.data.beats import AAMI_MAP, extract_beats
-    from ecgcnn.monitor.qrs import detect
-    from ecgcnn.monitor.scoring import match_beats
-
-    r = read_record(root, rec, leads=list(data_cfg.leads))
-    det = detect(r.signal[:, 0], r.fs)
-    is_beat = np.isin(r.ann_symbols, list(AAMI_MAP))
-    ref = r.ann_samples[is_beat]
-    _, _, _, pairs = match_beats(ref, det, round(0.15 * r.fs))
-    moved = dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
-    pos = np.array([moved.get(v, v) for v in ref.tolist()], dtype=np.int64)
-    order = np.argsort(pos, kind="stable")
-    r.ann_samples, r.ann_symbols = pos[order], r.ann_symbols[is_beat][order]
-    b2, _ = extract_beats(r, data_cfg)
-    back = dict(zip(pos.tolist(), ref.tolist()))
-    orig = beats[rec]
-    idx = {v: i for i, v in enumerate(orig.sample.tolist())}
-    x, rr = orig.x.copy(), orig.rr.copy()
-    for j, v in enumerate(b2.sample.tolist()):
-        i = idx.get(back.get(v, -1))
-        if i is not None and orig.sample[i] < boundary:
-            x[i], rr[i] = b2.x[j], b2.rr[j]
-    out = dict(beats)
-    out[rec] = type(orig)(x=x, rr=rr, y=orig.y, sample=orig.sample, record=orig.record,
-                          symbol=orig.symbol)
-    return out
-
-
 def fmt(b: dict) -> str:
     f = (lambda v: "  n/a" if v is None else f"{100 * v:5.1f}")
     return f"Se {f(b['Se'])} +P {f(b['PPV'])} Spe {f(b['Spe'])} Acc {f(b['Acc'])}"
@@ -137,8 +105,9 @@ def run(args) -> dict:
         if args.reuse and done.is_file() and (out / rec / "model.pt").is_file():
             m = json.loads(done.read_text())  # same settings, same seed: the same model
         else:
-            own = aligned_beats(beats, rec, root, ft.data, start) if args.align_train else beats
-            m = finetune_patient(ft, out / rec, beats=own)
+            if args.align_train:  # the patient's training beats on the detector's R peaks
+                ft.train_peaks = "detector"
+            m = finetune_patient(ft, out / rec, beats=beats)
         cm_a += np.asarray(m["confusion"])
         mc = compose("monitor", [f"checkpoint={out / rec / 'model.pt'}", f"record={rec}",
                                  f"data.root={root}", "plot.enabled=false",

@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Benchmark the streaming QRS detector on the 44 non-paced MIT-BIH records (lead MLII).
 
 Prints per-record and gross (summed TP/FN/FP) sensitivity and positive predictivity with the

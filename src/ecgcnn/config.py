@@ -188,6 +188,9 @@ class FinetuneConfig(PatientModelConfig):
     """One patient's model under the patient-specific protocol (Kiranyaz 2016)."""
 
     record: str = MISSING  # the patient
+    # where the patient's own training windows are centred: on the reference annotations
+    # (the protocol), or on the streaming detector's R peaks (what ecgcnn-monitor will see)
+    train_peaks: str = "annotations"  # annotations | detector
     report: bool = True  # per-patient report.md/html with figures (metrics.json is always written)
 
 

@@ -27,7 +27,7 @@ from ecgcnn.apps.evaluate import load_model, published_for
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES, RR_FEATURES
 from ecgcnn.data.cache import load_beats
-from ecgcnn.data.splits import patient_specific, patient_train_set
+from ecgcnn.data.splits import boundary_sample, patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
 from ecgcnn.evaluation.report import console_table, pct, write_report
@@ -77,6 +77,13 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         needed = sorted(set(cfg.split.common_records) | {rec})
         beats = load_beats(cfg.data, records=needed).beats
     sub = {r: beats[r] for r in set(cfg.split.common_records) | {rec} if r in beats}
+    if cfg.train_peaks == "detector":
+        from ecgcnn.monitor.align import detector_aligned
+
+        before = boundary_sample(cfg.split.minutes, cfg.data.fs)
+        sub[rec] = detector_aligned(sub[rec], cfg.data, rec, before)
+    elif cfg.train_peaks != "annotations":
+        raise EcgError(f"train_peaks: unknown '{cfg.train_peaks}' (annotations | detector)")
     split = OmegaConf.merge(cfg.split, {"records": [rec]})
     common, patients = patient_specific(sub, split, cfg.data.fs)
     patient = patients[rec]
