@@ -39,15 +39,10 @@ def _compose(overrides):
         return compose(config_name="finetune", overrides=["record=100", *overrides])
 
 
-def _init(overrides, records):
-    global _CFG, _BEATS
+def _init():
     import torch
 
-    from ecgcnn.data.cache import load_beats
-
-    torch.set_num_threads(1)
-    _CFG = _compose(overrides)
-    _BEATS = load_beats(_CFG.data, records=records).beats
+    torch.set_num_threads(1)  # one thread per worker: patients run in parallel instead
 
 
 def _run(job):
@@ -102,21 +97,22 @@ def main(argv=None) -> int:
     ap.add_argument("--common-epochs", type=int, default=20)
     args = ap.parse_args(argv)
 
+    global _CFG, _BEATS
     t0 = time.perf_counter()
     from ecgcnn.apps.finetune import _format_summary, summarize
     from ecgcnn.data.cache import load_beats
 
-    cfg = _compose(args.overrides)
-    patients = args.records.split(",") if args.records else list(cfg.split.records)
-    minutes = [float(m) for m in args.minutes.split(",")] if args.minutes else [cfg.split.minutes]
-    records = sorted(set(patients) | set(cfg.split.common_records))
-    prep = load_beats(cfg.data, records=records, progress=True)  # builds the cache once
-    t_prep = time.perf_counter() - t0
     out = Path(args.out or f"outputs/benchmark_ps/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if out.exists() and any(out.iterdir()):
         print(f"error: {out}: output directory exists and is not empty", file=sys.stderr)
         return 2
-    del prep
+    cfg = _compose(args.overrides)
+    patients = args.records.split(",") if args.records else list(cfg.split.records)
+    minutes = [float(m) for m in args.minutes.split(",")] if args.minutes else [cfg.split.minutes]
+    records = sorted(set(patients) | set(cfg.split.common_records))
+    # Loaded once here; the forked workers inherit the arrays (copy-on-write), no reload.
+    _BEATS = load_beats(cfg.data, records=records, progress=True).beats
+    t_prep = time.perf_counter() - t0
     overrides = list(args.overrides)
     if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
         overrides.insert(0, "trainer=finetune")
@@ -127,11 +123,11 @@ def main(argv=None) -> int:
             ckpt = str(_train_common(args, out / "common", minutes))
             print(f"common model trained in {time.perf_counter() - t1:.1f} s: {ckpt}")
         overrides.append(f"init_from={ckpt}")
-    args.overrides = overrides
+    _CFG = _compose(overrides)
     jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
     ctx = mp.get_context("fork")
     times = []
-    with ctx.Pool(args.workers, initializer=_init, initargs=(args.overrides, records)) as pool:
+    with ctx.Pool(args.workers, initializer=_init) as pool:
         for rec, m, sec in pool.imap_unordered(_run, jobs):
             times.append((rec, m, sec))
             print(f"  patient {rec} ({m:g} min): {sec:.2f} s", flush=True)
