@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ecgcnn.export import export_model, fuse_for_inference, ort_session
+from ecgcnn.export import GemmCNN1D, export_model, fuse_for_inference, ort_session
 from ecgcnn.models import CNN1D
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +163,8 @@ def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
         "fused, batch 16384": (fused, 16384, inf),
         "fused, batch 65536": (fused, 65536, inf),
         "conv as unfold+matmul": (conv_as_matmul(model), 4096, inf),
+        "GEMM runtime (block-Toeplitz conv1), chunk 1024": (GemmCNN1D(fused, 1024), 4096, inf),
+        "GEMM runtime (block-Toeplitz conv1), chunk 2048": (GemmCNN1D(fused, 2048), 4096, inf),
         "TorchScript frozen": (torchscript(model, x, False), 4096, inf),
         "TorchScript frozen + optimize_for_inference": (torchscript(model, x, True), 4096, inf),
         "TorchScript fused frozen": (torchscript(fused, x, False), 4096, inf),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import wfdb
+from conftest import synth_ecg, write_record
 from omegaconf import OmegaConf
 
-from conftest import synth_ecg, write_record
 from ecgcnn.config import DataConfig
 from ecgcnn.data.beats import AAMI_MAP, CLASSES, extract_beats, rr_features
 from ecgcnn.data.cache import load_beats

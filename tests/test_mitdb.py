@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import compose, load_group
+
 from ecgcnn.apps.prepare import prepare
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
@@ -34,7 +34,7 @@ def prepared(mitdb, tmp_path_factory):
 
 
 def test_prepare_reproduces_published_aami_counts(prepared):
-    cfg, summary, out = prepared
+    _cfg, summary, out = prepared
     assert json.loads((out / "summary.json").read_text())["totals_44"] == summary["totals_44"]
     t = summary["totals_44"]
     dropped = {c: 0 for c in CLASSES}

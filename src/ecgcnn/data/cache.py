@@ -83,7 +83,7 @@ def _load_cached(path: Path, signature: str):
                 return None
             beats = BeatSet(**{f.name: z[f.name] for f in fields(BeatSet)})
             info = json.loads(str(z["info"]))
-    except Exception:  # a damaged cache entry is rebuilt, never trusted
+    except Exception:  # noqa: BLE001  (a damaged cache entry is rebuilt, never trusted)
         return None
     return beats, info
 

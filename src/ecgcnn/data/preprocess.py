@@ -31,7 +31,7 @@ def remove_baseline_median(x: np.ndarray, fs: float, widths_s=(0.2, 0.6)) -> np.
     """
     base = x
     for w in widths_s:
-        size = int(round(w * fs)) | 1  # odd window: centred median
+        size = round(w * fs) | 1  # odd window: centred median
         base = ndi.median_filter(base, size=(size,) + (1,) * (x.ndim - 1), mode="nearest")
     return (x - base).astype(x.dtype, copy=False)
 

@@ -26,7 +26,7 @@ def boundary_sample(minutes: float, fs: float) -> int:
     """First sample of a patient's test part: R peaks before it go to training."""
     if minutes <= 0:
         raise EcgError(f"split.minutes: must be > 0, got {minutes}")
-    return int(round(minutes * 60.0 * fs))
+    return round(minutes * 60.0 * fs)
 
 
 def draw_common_set(

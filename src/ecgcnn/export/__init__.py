@@ -1,6 +1,7 @@
 """Deployment: export a checkpoint (TorchScript, ONNX) and load it back as a fast runtime."""
 
 from ecgcnn.export.exporters import FORMATS, export_model
+from ecgcnn.export.gemm import GemmCNN1D, gemm_supported
 from ecgcnn.export.runtime import (
     META_NAME,
     FusedCNN1D,
@@ -15,9 +16,11 @@ __all__ = [
     "FORMATS",
     "META_NAME",
     "FusedCNN1D",
+    "GemmCNN1D",
     "Runtime",
     "export_model",
     "fuse_for_inference",
+    "gemm_supported",
     "load_runtime",
     "model_meta",
     "ort_session",

@@ -234,9 +234,12 @@ def _onnx_runtime(path: Path, num_threads: int, batch_size: int) -> Runtime:
 
 def _checkpoint_runtime(path: Path, batch_size: int) -> Runtime:
     from ecgcnn.apps.evaluate import load_model  # apps import models; keep the edge one-way here
+    from ecgcnn.export.gemm import GemmCNN1D, gemm_supported  # gemm builds on this module
 
     model, ck = load_model(path)
     fused = fuse_for_inference(model)
+    if gemm_supported(fused):
+        fused = GemmCNN1D(fused)  # same logits (within float rounding), ~4x the eager speed
     meta = model_meta(model, ck, path)
 
     def run(beats: np.ndarray, rr: np.ndarray) -> np.ndarray:
@@ -293,7 +296,8 @@ def load_runtime(path: str | os.PathLike, num_threads: int | None = None,
     ----------
     path : path-like
         ``model.pt`` / ``model.onnx`` from :func:`ecgcnn.export.export_model`, or a checkpoint
-        (``best.pt``): it runs as :class:`FusedCNN1D` in eager mode.
+        (``best.pt``): it runs as :class:`~ecgcnn.export.gemm.GemmCNN1D` when the architecture
+        allows, else as :class:`FusedCNN1D`, in eager mode.
     num_threads : int, optional
         ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``). TorchScript and
         eager models use PyTorch's global thread setting, which this does not change.
