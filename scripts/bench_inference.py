@@ -12,6 +12,14 @@ about the runtime, not about autograd bookkeeping. ``torch.set_num_threads(2)``.
 
 Timings: every candidate runs once per round, round-robin, so that load from other processes
 on the machine hits all of them alike; the figure is the median over rounds (min-max shown).
+Where the time goes: the baseline is dominated by the kernel, not by arithmetic. Each batch of
+4096 allocates ~67 MB intermediates (conv1's output, its tanh), above glibc's mmap threshold, so
+every batch maps fresh pages and faults on each of them (~1.5 M minor faults and half the CPU
+time in the kernel per 98k beats; the "faults/beat" column). Candidates that work in chunks of
+<= 2048 beats reuse heap memory instead. "eager, chunks of 1024" isolates that effect; the GEMM
+runtime (``ecgcnn.export.gemm``) adds the arithmetic rewrite on top (first conv as one
+block-Toeplitz matrix product, channels-last second conv, pooling on strided maxima).
+
 A candidate counts ("ok") only when its argmax equals the baseline's on every beat and its
 logits are within 1e-4 (low-precision candidates are shown but never chosen unless both hold).
 The last line is one JSON object: beats_per_s (best verified), baseline_beats_per_s, speedup,
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -147,6 +156,12 @@ def onnx_runner(path: Path, threads: int):
     return lambda x, rr: sess.run(["logits"], {"beats": x.numpy(), "rr": rr.numpy()})[0]
 
 
+def chunked(fn, size: int) -> Callable:
+    """``fn`` over slices of ``size`` beats (same model, same batch handed in)."""
+    return lambda x, rr: torch.cat([fn(x[i:i + size], rr[i:i + size])
+                                    for i in range(0, len(x), size)])
+
+
 def half(module, dtype):
     m = fuse_for_inference(module).to(dtype)
     return lambda x, rr: m(x.to(dtype), rr.to(dtype)).float()
@@ -163,6 +178,7 @@ def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
         "fused, batch 16384": (fused, 16384, inf),
         "fused, batch 65536": (fused, 65536, inf),
         "conv as unfold+matmul": (conv_as_matmul(model), 4096, inf),
+        "eager, chunks of 1024": (chunked(model, 1024), 4096, no_grad),
         "GEMM runtime (block-Toeplitz conv1), chunk 1024": (GemmCNN1D(fused, 1024), 4096, inf),
         "GEMM runtime (block-Toeplitz conv1), chunk 2048": (GemmCNN1D(fused, 2048), 4096, inf),
         "TorchScript frozen": (torchscript(model, x, False), 4096, inf),
@@ -212,13 +228,16 @@ def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
         diff = (out.float() - ref).abs().max().item()
         agree = (out.argmax(1) == ref.argmax(1)).float().mean().item()
         res[name] = {"batch": bs, "max_logit_diff": diff, "argmax_agreement": agree,
-                     "verified": agree == 1.0 and diff <= TOL, "times": [], "cpu": []}
+                     "verified": agree == 1.0 and diff <= TOL, "times": [], "cpu": [],
+                     "faults": []}
     for _ in range(repeats):
         for name, (fn, bs, ctx) in cands.items():
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t, c = time.perf_counter(), time.process_time()
             run_all(fn, x, rr, bs, ctx)
             res[name]["times"].append(time.perf_counter() - t)
             res[name]["cpu"].append(time.process_time() - c)
+            res[name]["faults"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     for r in res.values():
         t = np.asarray(r.pop("times"))
         r["beats_per_s"] = len(x) / float(np.median(t))
@@ -226,6 +245,7 @@ def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
         # CPU seconds of this process (all threads): steadier than wall time when other
         # jobs share the cores, and a measure of work rather than of waiting
         r["beats_per_cpu_s"] = len(x) / float(np.median(r.pop("cpu")))
+        r["faults_per_beat"] = float(np.median(r.pop("faults"))) / len(x)
     return res
 
 
@@ -276,12 +296,14 @@ def main(argv=None) -> int:
     base = res["baseline: eager, no_grad"]["beats_per_s"]
     base_cpu = res["baseline: eager, no_grad"]["beats_per_cpu_s"]
     print(f"\n{'runtime':44s} {'batch':>6s} {'beats/s':>8s} {'min-max':>15s} {'x base':>6s} "
-          f"{'beats/cpu-s':>11s} {'x base':>6s} {'max|dlogit|':>11s} {'argmax=':>8s}  ok")
+          f"{'beats/cpu-s':>11s} {'x base':>6s} {'faults/beat':>11s} {'max|dlogit|':>11s} "
+          f"{'argmax=':>8s}  ok")
     for name, r in sorted(res.items(), key=lambda kv: -kv[1]["beats_per_s"]):
         lo, hi = r["range"]
         print(f"{name:44s} {r['batch']:6d} {r['beats_per_s']:8.0f} {lo:7.0f}-{hi:<7.0f} "
               f"{r['beats_per_s'] / base:6.2f} {r['beats_per_cpu_s']:11.0f} "
-              f"{r['beats_per_cpu_s'] / base_cpu:6.2f} {r['max_logit_diff']:11.2e} "
+              f"{r['beats_per_cpu_s'] / base_cpu:6.2f} {r['faults_per_beat']:11.2f} "
+              f"{r['max_logit_diff']:11.2e} "
               f"{100 * r['argmax_agreement']:7.3f}%  {'yes' if r['verified'] else 'NO'}")
     best_name, best = max(((n, r) for n, r in res.items() if r["verified"]),
                           key=lambda nr: nr[1]["beats_per_s"])
