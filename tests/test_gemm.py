@@ -78,5 +78,6 @@ def test_checkpoint_runtime_uses_the_gemm_model(tmp_path):
     model = make_model(seed=7)
     rt = load_runtime(save(model, tmp_path / "best.pt"), batch_size=50)
     x, rr = random_beats(120, seed=9)
-    assert np.abs(rt(x, rr) - reference(model, x, rr)).max() < 1e-5
+    assert np.abs(rt(x, rr) - reference(model, x, rr)).max() < 1e-5  # GEMM model
+    assert np.abs(rt(x[:2], rr[:2]) - reference(model, x[:2], rr[:2])).max() < 1e-5  # fused
     assert rt.classes == CLASSES and rt.n_rr == NRR
