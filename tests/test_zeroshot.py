@@ -20,6 +20,7 @@ from ecgcnn.synthesis.zeroshot import (
     person_split,
     person_threshold,
     rr_columns,
+    running_scale,
     unit_scale,
 )
 
@@ -160,6 +161,25 @@ def test_person_threshold_masking_and_scaling():
     x = np.stack([beat_shape(), 3 * beat_shape()])[:, None, :]
     u = unit_scale(x)
     assert np.allclose(u.std(-1), 1.0, atol=1e-5) and np.allclose(u[0], u[1], atol=1e-5)
+
+
+def test_running_scale_removes_drift_keeps_relative_size_and_is_causal():
+    beat = beat_shape()
+    drift = np.linspace(1.0, 0.4, 200)  # a person's beats shrink to 40 % over the recording
+    x = np.stack([np.stack([beat, beat]) * g for g in drift]).astype(np.float32)  # (200, 2, T)
+    x[150] *= 2.0  # one beat twice as large as its neighbours (a V-like outlier)
+    y = running_scale(x, window=20)
+    ptp = np.ptp(y[:, 0], axis=-1)
+    normal = np.delete(ptp, 150)
+    assert normal.max() / normal.min() < 1.1  # drift 2.5x -> within 10 % (median lags)
+    assert ptp[150] / np.median(ptp[140:150]) > 1.9  # the outlier still stands out
+    # causal: a beat's scale does not depend on later beats
+    z = x.copy()
+    z[120:] *= 5.0
+    assert np.allclose(running_scale(z, 20)[:120], y[:120])
+    # synthetic beats: one scale, the median amplitude of the reference (normal) beats
+    r = running_scale(x[:10], 20, ref=x[:50])
+    assert np.allclose(r, x[:10] / np.median(np.ptp(x[:50, 0], axis=-1)), atol=1e-5)
 
 
 def test_binary_metrics_and_alarms_by_hand():

@@ -76,6 +76,22 @@ def unit_scale(x: np.ndarray) -> np.ndarray:
     return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
+def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None) -> np.ndarray:
+    """Beats divided by the median peak-to-peak amplitude (beat channel) of the ``window``
+    beats before each one, the beat included: slow amplitude drift is removed while a beat
+    still shows how much larger or smaller it is than the person's recent beats (what a V beat
+    looks like). Causal, no labels: what a monitor can do online. ``ref``: divide every beat by
+    the median amplitude of these beats instead (synthetic beats, scaled as the normals they
+    came from).
+    """
+    ptp = np.ptp(x[:, 0], axis=-1)
+    if ref is not None:
+        scale = np.full(len(x), np.median(np.ptp(ref[:, 0], axis=-1)))
+    else:
+        scale = np.array([np.median(ptp[max(0, i - window + 1):i + 1]) for i in range(len(x))])
+    return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
+
+
 def person_threshold(p_val_normal: np.ndarray, base: float, fpr: float) -> float:
     """Decision threshold of one person from *their own* held-out normal beats only.
 
@@ -202,8 +218,16 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
         raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
     if cfg.beat_scale == "std":
         train.x, test.x = unit_scale(train.x), unit_scale(test.x)
+    elif cfg.beat_scale == "running":
+        is_real = np.arange(len(train)) < len(normals)  # concat order: normals, then synth
+        w = int(cfg.scale_window)
+        if w < 1:
+            raise EcgError(f"scale_window: need at least 1 beat, got {cfg.scale_window}")
+        train.x = np.concatenate([running_scale(train.x[is_real], w),
+                                  running_scale(train.x[~is_real], w, ref=normals.x)])
+        test.x = running_scale(test.x, w)
     elif cfg.beat_scale != "none":
-        raise EcgError(f"beat_scale: unknown '{cfg.beat_scale}' (none | std)")
+        raise EcgError(f"beat_scale: unknown '{cfg.beat_scale}' (none | std | running)")
     drop = rr_columns(cfg.rr_drop)
     train.rr[:, drop] = 0.0
     test.rr = test.rr.copy()
