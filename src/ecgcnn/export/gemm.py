@@ -8,10 +8,9 @@ GEMM with a useful shape:
 
 * the padded input is cut into overlapping blocks, each covering ``P`` consecutive output
   positions (``P = m * pool``, a whole number of pooling windows) plus the kernel's reach;
-* one matrix ``(C_in * span, pool * m * C_out)`` maps a block to its ``P x C_out`` outputs,
-  its columns ordered (offset in the pooling window, pooled position, channel), so that max
-  pooling is a max over ``pool`` contiguous column groups and the result is already in
-  channels-last layout ``(B, T, C)``.
+* one matrix ``(C_in * span, P * C_out)`` maps a block to its ``P x C_out`` outputs, its
+  columns ordered (position, channel), so that the product of all blocks is already the
+  channels-last layout ``(B, T, C)`` that pooling and the next layer read.
 
 The matrix holds zeros outside the kernel's band (``span / K`` times the convolution's own
 multiply-adds, ~1.3x for ``P = 6``), but the GEMM runs near the machine's peak instead of at a
@@ -30,6 +29,7 @@ fall back to the fused model.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,12 +45,20 @@ BLOCK_POSITIONS = 6
 CHUNK = 1024
 
 
-def _parse_block(block: nn.Sequential) -> tuple[nn.Conv1d, int, str, nn.Module] | None:
-    """(conv, pool size, order, activation) of a fused block, or None when unsupported.
+class _Block(NamedTuple):
+    """One conv block: ``pool_first`` is max pooling then a non-decreasing activation (see
+    :class:`~ecgcnn.export.FusedCNN1D`); otherwise the activation, then ``kind`` pooling of
+    ``pool`` samples (1: none)."""
 
-    ``order`` is ``pool_first`` (max pooling, then a non-decreasing activation) or
-    ``act_first`` (activation, then max or average pooling, or no pooling).
-    """
+    conv: nn.Conv1d
+    pool: int
+    kind: str  # max | avg
+    pool_first: bool
+    act: nn.Module
+
+
+def _parse_block(block: nn.Sequential) -> _Block | None:
+    """The :class:`_Block` of a fused block, or None when this runtime cannot express it."""
     conv, rest = block[0], list(block)[1:]
     if not isinstance(conv, nn.Conv1d) or conv.dilation[0] != 1 or conv.groups != 1:
         return None
@@ -71,11 +79,11 @@ def _parse_block(block: nn.Sequential) -> tuple[nn.Conv1d, int, str, nn.Module] 
         if isinstance(p, nn.AvgPool1d) and not p.count_include_pad:
             return None
         size = k
-    order = "pool_first" if pools and rest[0] is pools[0] else "act_first"
-    if order == "pool_first" and not isinstance(pools[0], nn.MaxPool1d):
+    pool_first = bool(pools) and rest[0] is pools[0]
+    if pool_first and not isinstance(pools[0], nn.MaxPool1d):
         return None
     kind = "avg" if pools and isinstance(pools[0], nn.AvgPool1d) else "max"
-    return conv, size, f"{order}:{kind}", acts[0]
+    return _Block(conv, size, kind, pool_first, acts[0])
 
 
 def gemm_supported(fused: FusedCNN1D) -> bool:
@@ -126,14 +134,12 @@ class GemmCNN1D(nn.Module):
                            "(overlapping/average pooling before the activation or dilation)")
         self.n_rr, self.chunk = fused.n_rr, int(chunk)
         self.in_channels, self.length = fused.in_channels, fused.length
-        blocks = [_parse_block(b) for b in fused.features]
-        self.acts = nn.ModuleList([b[3] for b in blocks])
-        self.specs: list[tuple[int, int, int, int, str]] = []  # (K, stride, pad, pool, order)
+        self.blocks = [_parse_block(b) for b in fused.features]
+        self.acts = nn.ModuleList([b.act for b in self.blocks])  # registered: .to() moves them
         t = fused.length
         with torch.no_grad():
-            for i, (conv, size, order, _) in enumerate(blocks):
+            for i, (conv, size, *_) in enumerate(self.blocks):
                 k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
-                self.specs.append((k, s, p, size, order))
                 t_out = (t + 2 * p - k) // s + 1
                 if i == 0:
                     self._first_layer(conv, size, t, t_out)
@@ -142,7 +148,7 @@ class GemmCNN1D(nn.Module):
                         memory_format=torch.channels_last))
                 self.register_buffer(f"b{i}", conv.bias.detach().clone())
                 t = t_out // size
-            self.t_last, self.c_last = t, blocks[-1][0].out_channels
+            self.t_last, self.c_last = t, self.blocks[-1].conv.out_channels
             self.head = self._permuted_head(fused.head)
         self.eval()
 
@@ -162,8 +168,8 @@ class GemmCNN1D(nn.Module):
         for o in range(positions):
             mat[:, o * s:o * s + k, o, :] = w
         self.register_buffer("toeplitz", mat.reshape(c_in * span, positions * c_out).contiguous())
-        self.first = {"m": m, "size": size, "positions": positions, "n_blocks": n_blocks,
-                      "span": span, "stride": positions * s, "pad_left": p,
+        self.first = {"positions": positions, "n_blocks": n_blocks, "span": span,
+                      "stride": positions * s, "pad_left": p,
                       "pad_right": need - t_in - p, "t_pooled": t_pooled, "c_out": c_out}
 
     def _permuted_head(self, head: nn.Sequential) -> nn.Sequential:
@@ -188,29 +194,33 @@ class GemmCNN1D(nn.Module):
         xp = F.pad(x, (f["pad_left"], f["pad_right"]))
         u = xp.unfold(2, f["span"], f["stride"])[:, :, :f["n_blocks"]]  # (B, C, nb, span)
         u = u.permute(0, 2, 1, 3).reshape(n * f["n_blocks"], -1)
-        # no bias in the GEMM: addmm would first broadcast-copy it over the whole output
-        # (as slow as the product itself); it is added after pooling (max(a + b) = max(a) + b)
         y = torch.mm(u, self.toeplitz).view(n, -1, f["c_out"])  # (B, nb * P, C_out)
-        kind = self.specs[0][4]
-        if kind == "pool_first:max":
-            y = _pool(y, f["size"], "max")[:, :f["t_pooled"]]
-            return _activate(self.acts[0], y.add_(self.b0))
-        y = _activate(self.acts[0], y.add_(self.b0))
-        return _pool(y, f["size"], kind.split(":")[1])[:, :f["t_pooled"]]
+        return self._pool_act(0, y, self.b0)[:, :f["t_pooled"]]
 
     def _block(self, i: int, y: torch.Tensor) -> torch.Tensor:
-        _, s, p, size, order = self.specs[i]
+        conv = self.blocks[i].conv
         z = F.conv2d(y.permute(0, 2, 1).unsqueeze(2), getattr(self, f"w{i}"),
-                     getattr(self, f"b{i}"), stride=(1, s), padding=(0, p))
+                     getattr(self, f"b{i}"), stride=(1, conv.stride[0]),
+                     padding=(0, conv.padding[0]))
         z = z.squeeze(2).permute(0, 2, 1)  # (B, T, C), contiguous when oneDNN kept NHWC
-        kind = order.split(":")[1]
-        if order.startswith("pool_first"):
-            return _activate(self.acts[i], _pool(z, size, kind))
-        return _pool(_activate(self.acts[i], z), size, kind)
+        return self._pool_act(i, z)
+
+    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Block ``i``'s pooling and activation, in its order, on a fresh ``(B, T, C)`` tensor;
+        ``bias`` (first block: kept out of the GEMM, where ``addmm`` would first broadcast-copy
+        it over the whole output, as slow as the product itself) is added just before the
+        activation, which is exact after max or average pooling too."""
+        b = self.blocks[i]
+        if b.pool_first:
+            y = _pool(y, b.pool, b.kind)
+        if bias is not None:
+            y = y.add_(bias)
+        y = _activate(b.act, y)
+        return y if b.pool_first else _pool(y, b.pool, b.kind)
 
     def _forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         y = self._block0(x)
-        for i in range(1, len(self.specs)):
+        for i in range(1, len(self.blocks)):
             y = self._block(i, y)
         z = y.reshape(y.shape[0], -1)
         if self.n_rr > 0:
