@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_export import CLASSES, NRR, make_model, random_beats, reference, save
 
-from ecgcnn.export import GemmCNN1D, fuse_for_inference, gemm_supported, load_runtime
+from ecgcnn.errors import EcgError
+from ecgcnn.export import GemmCNN1D, fuse_for_inference, gemm_supported, load_runtime, native
 from ecgcnn.export.gemm import _pool
 from ecgcnn.models import ConvSpec
+
+#: The native kernels need a C compiler; without one only the ATen path can be tested.
+HAVE_CC = shutil.which(native.compiler()[0]) is not None
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler for the native kernels")
+PATHS = [False, pytest.param(True, marks=needs_cc)]
 
 ARCHS = {
     "kiranyaz2016": {},
@@ -29,12 +38,15 @@ ARCHS = {
 }
 
 
+@pytest.mark.parametrize("use_native", PATHS, ids=["aten", "native"])
 @pytest.mark.parametrize("name", list(ARCHS))
-def test_gemm_runtime_equals_the_model(name):
+def test_gemm_runtime_equals_the_model(name, use_native):
     model = make_model(seed=3, **ARCHS[name])
     x, rr = random_beats(333)
     rr = rr[:, :model.n_rr]
-    gemm = GemmCNN1D(fuse_for_inference(model), chunk=100)  # 333 beats: 4 chunks, one short
+    # 333 beats: 4 chunks, one short
+    gemm = GemmCNN1D(fuse_for_inference(model), chunk=100, native=use_native)
+    assert gemm.native is use_native
     with torch.inference_mode():
         got = gemm(torch.from_numpy(x), torch.from_numpy(rr)).numpy()
     want = reference(model, x, rr)
@@ -81,3 +93,67 @@ def test_checkpoint_runtime_uses_the_gemm_model(tmp_path):
     assert np.abs(rt(x, rr) - reference(model, x, rr)).max() < 1e-5  # GEMM model
     assert np.abs(rt(x[:2], rr[:2]) - reference(model, x[:2], rr[:2])).max() < 1e-5  # fused
     assert rt.classes == CLASSES and rt.n_rr == NRR
+
+
+# ----------------------------------------------------------------------------- native kernels
+@needs_cc
+@pytest.mark.parametrize(("size", "act"), [(3, "tanh"), (14, "tanh"), (5, "relu"),
+                                           (1, "identity"), (4, "tanh")])
+def test_native_pool_bias_act_equals_aten(size, act):
+    k = native.load_kernels(required=True)
+    y = torch.randn(7, 30, 9) * 4  # 30 rows: pooling 4 or 14 drops a tail, as max_pool1d does
+    bias = torch.randn(9)
+    want = F.max_pool1d(y.transpose(1, 2), size).transpose(1, 2) + bias
+    want = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda t: t}[act](want)
+    got = k.pool_bias_act(y, bias, size, act)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(k.pool_bias_act(y, bias, size, act, pooled=1), want[:, :1],
+                               atol=1e-6, rtol=0)
+
+
+@needs_cc
+def test_native_tanh_is_accurate_over_its_range():
+    k = native.load_kernels(required=True)
+    x = torch.linspace(-12, 12, 240_001).view(-1, 1, 1)
+    got = k.pool_bias_act(x, torch.zeros(1), 1, "tanh").double()
+    assert (got - torch.tanh(x.double())).abs().max() < 5e-7
+    assert got.abs().max() <= 1.0
+
+
+@needs_cc
+@pytest.mark.parametrize(("span", "step", "pad", "n_blocks"), [(20, 6, 7, 22), (9, 4, 0, 3),
+                                                               (5, 5, 2, 40)])
+def test_native_blocks_equal_pad_and_unfold(span, step, pad, n_blocks):
+    k = native.load_kernels(required=True)
+    x = torch.randn(5, 2, 128)
+    need = (n_blocks - 1) * step + span
+    xp = F.pad(x, (pad, max(0, need - 128 - pad)))
+    want = xp.unfold(2, span, step)[:, :, :n_blocks].permute(0, 2, 1, 3).reshape(5 * n_blocks, -1)
+    torch.testing.assert_close(k.blocks(x, n_blocks, span, step, pad), want, atol=0, rtol=0)
+
+
+@needs_cc
+def test_native_build_is_cached(tmp_path):
+    path = native.build(out_dir=tmp_path)
+    stamp = path.stat().st_mtime_ns
+    assert native.build(out_dir=tmp_path) == path and path.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_broken_compiler_is_one_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(EcgError, match="cannot") as err:
+        native.build(cc=["false"], out_dir=tmp_path)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    missing = ["/nonexistent/cc"]
+    with pytest.raises(EcgError, match="/nonexistent/cc"):
+        native.build(cc=missing, out_dir=tmp_path)
+
+
+def test_without_kernels_the_runtime_falls_back_or_refuses(monkeypatch):
+    monkeypatch.setenv("ECGCNN_NATIVE", "0")
+    fused = fuse_for_inference(make_model(seed=2))
+    assert native.load_kernels() is None
+    assert GemmCNN1D(fused).native is False  # auto: ATen ops
+    with pytest.raises(EcgError, match="ECGCNN_NATIVE=0"):
+        GemmCNN1D(fused, native=True)

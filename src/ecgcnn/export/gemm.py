@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ecgcnn.errors import EcgError
+from ecgcnn.export.native import Kernels, load_kernels
 from ecgcnn.export.runtime import FusedCNN1D
 
 #: Output positions per Toeplitz block, before rounding to whole pooling windows. Small
@@ -91,6 +92,8 @@ def gemm_supported(fused: FusedCNN1D) -> bool:
     return all(_parse_block(b) is not None for b in fused.features)
 
 
+#: Activations the native kernel applies itself (by its ``ACT_CODES`` name).
+_KERNEL_ACTS = {"identity": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU}
 #: Activations with an in-place ATen kernel (the fresh tensors here can be overwritten).
 _INPLACE = {nn.Tanh: torch.tanh_, nn.ReLU: torch.relu_, nn.Sigmoid: torch.sigmoid_}
 
@@ -125,15 +128,22 @@ class GemmCNN1D(nn.Module):
         The pooling-first, BN-folded model (see :func:`~ecgcnn.export.fuse_for_inference`).
     chunk : int
         Beats per internal batch (cache-sized; the result does not depend on it).
+    native : bool or None
+        Run the elementwise passes (input blocks; bias, max pooling, activation) as the fused
+        kernels of :mod:`ecgcnn.export.native`: None uses them when they build, True requires
+        them (:class:`~ecgcnn.errors.EcgError` otherwise), False runs ATen ops only.
+        ``self.native`` says which path runs.
     """
 
-    def __init__(self, fused: FusedCNN1D, chunk: int = CHUNK) -> None:
+    def __init__(self, fused: FusedCNN1D, chunk: int = CHUNK, native: bool | None = None) -> None:
         super().__init__()
         if not gemm_supported(fused):
             raise EcgError("GEMM runtime: this architecture is not supported "
                            "(overlapping/average pooling before the activation or dilation)")
         self.n_rr, self.chunk = fused.n_rr, int(chunk)
         self.in_channels, self.length = fused.in_channels, fused.length
+        self.kernels: Kernels | None = (None if native is False
+                                        else load_kernels(required=bool(native)))
         self.blocks = [_parse_block(b) for b in fused.features]
         self.acts = nn.ModuleList([b.act for b in self.blocks])  # registered: .to() moves them
         t = fused.length
@@ -187,30 +197,63 @@ class GemmCNN1D(nn.Module):
         layers[fc] = new
         return nn.Sequential(*layers)
 
+    @property
+    def native(self) -> bool:
+        """True when the fused native kernels run (see ``native`` in the constructor)."""
+        return self.kernels is not None
+
+    def _kernel_act(self, i: int) -> str | None:
+        """The kernel's activation name for block ``i``, None when the kernel cannot run it
+        (activation before pooling, average pooling); activations without a kernel code run
+        as ATen ops after the kernel's bias and pooling."""
+        b = self.blocks[i]
+        if self.kernels is None or not (b.pool_first or b.pool == 1) or b.kind != "max":
+            return None
+        return next((k for k, cls in _KERNEL_ACTS.items() if type(b.act) is cls), "identity")
+
     # -------------------------------------------------------------------- forward
     def _block0(self, x: torch.Tensor) -> torch.Tensor:
         f = self.first
         n = x.shape[0]
-        xp = F.pad(x, (f["pad_left"], f["pad_right"]))
-        u = xp.unfold(2, f["span"], f["stride"])[:, :, :f["n_blocks"]]  # (B, C, nb, span)
-        u = u.permute(0, 2, 1, 3).reshape(n * f["n_blocks"], -1)
+        if self.kernels is not None:
+            u = self.kernels.blocks(x.contiguous(), f["n_blocks"], f["span"], f["stride"],
+                                    f["pad_left"])  # (B * nb, C_in * span)
+        else:
+            xp = F.pad(x, (f["pad_left"], f["pad_right"]))
+            u = xp.unfold(2, f["span"], f["stride"])[:, :, :f["n_blocks"]]  # (B, C, nb, span)
+            u = u.permute(0, 2, 1, 3).reshape(n * f["n_blocks"], -1)
         y = torch.mm(u, self.toeplitz).view(n, -1, f["c_out"])  # (B, nb * P, C_out)
-        return self._pool_act(0, y, self.b0)[:, :f["t_pooled"]]
+        return self._pool_act(0, y, self.b0, pooled=f["t_pooled"])
 
     def _block(self, i: int, y: torch.Tensor) -> torch.Tensor:
         conv = self.blocks[i].conv
+        bias = getattr(self, f"b{i}")
+        in_kernel = self._kernel_act(i) is not None  # the kernel adds the bias after pooling
         z = F.conv2d(y.permute(0, 2, 1).unsqueeze(2), getattr(self, f"w{i}"),
-                     getattr(self, f"b{i}"), stride=(1, conv.stride[0]),
+                     None if in_kernel else bias, stride=(1, conv.stride[0]),
                      padding=(0, conv.padding[0]))
         z = z.squeeze(2).permute(0, 2, 1)  # (B, T, C), contiguous when oneDNN kept NHWC
-        return self._pool_act(i, z)
+        return self._pool_act(i, z, bias if in_kernel else None)
 
-    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """Block ``i``'s pooling and activation, in its order, on a fresh ``(B, T, C)`` tensor;
-        ``bias`` (first block: kept out of the GEMM, where ``addmm`` would first broadcast-copy
-        it over the whole output, as slow as the product itself) is added just before the
-        activation, which is exact after max or average pooling too."""
+    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor | None = None,
+                  pooled: int | None = None) -> torch.Tensor:
+        """Block ``i``'s pooling and activation, in its order, on a fresh ``(B, T, C)`` tensor,
+        keeping ``pooled`` positions (default all); ``bias`` (first block: kept out of the
+        GEMM, where ``addmm`` would first broadcast-copy it over the whole output, as slow as
+        the product itself) is added just before the activation, which is exact after max or
+        average pooling too."""
         b = self.blocks[i]
+        act = self._kernel_act(i)
+        if act is not None:
+            if bias is None:
+                bias = torch.zeros(y.shape[2])
+            y = self.kernels.pool_bias_act(y.contiguous(), bias, b.pool, act, pooled)
+            return y if type(b.act) is _KERNEL_ACTS[act] else _activate(b.act, y)
+        y = self._pool_act_aten(b, y, bias)
+        return y if pooled is None else y[:, :pooled]
+
+    @staticmethod
+    def _pool_act_aten(b: _Block, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if b.pool_first:
             y = _pool(y, b.pool, b.kind)
         if bias is not None:
