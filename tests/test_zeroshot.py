@@ -12,6 +12,12 @@ import ecgcnn.apps.zeroshot as app
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.errors import EcgError
 from ecgcnn.synthesis import apply_fir, build_library, convolution_matrix, fit_fir, synthesize
+from ecgcnn.synthesis.normalize import (
+    normalize_person,
+    running_scale,
+    running_template,
+    unit_scale,
+)
 from ecgcnn.synthesis.zeroshot import (
     alarm_stats,
     binary_counts,
@@ -20,8 +26,6 @@ from ecgcnn.synthesis.zeroshot import (
     person_split,
     person_threshold,
     rr_columns,
-    running_scale,
-    unit_scale,
 )
 
 N, S, V, F, Q = range(5)
@@ -180,6 +184,36 @@ def test_running_scale_removes_drift_keeps_relative_size_and_is_causal():
     # synthetic beats: one scale, the median amplitude of the reference (normal) beats
     r = running_scale(x[:10], 20, ref=x[:50])
     assert np.allclose(r, x[:10] / np.median(np.ptp(x[:50, 0], axis=-1)), atol=1e-5)
+
+
+def test_running_template_follows_drift_not_ectopy_and_is_causal():
+    t = np.linspace(0, 1, 64)
+    beat = beat_shape()[:64]
+    # the normal shape changes slowly (a widening T wave); beat 150 is an ectopic shape
+    x = np.stack([np.stack([beat + 0.3 * k / 200 * np.sin(3 * np.pi * t)] * 2)
+                  for k in range(200)]).astype(np.float32)  # (200, 2, 64)
+    x[150] = -x[150]
+    ref = running_template(x, window=20)
+    diff = np.abs(x - ref).max(axis=(1, 2))
+    assert np.delete(diff, 150)[1:].max() < 0.05  # drift: tiny against the recent beats
+    assert diff[150] > 10 * np.delete(diff, 150)[1:].max()  # the ectopic beat stands out
+    assert np.allclose(ref[151], np.median(x[131:151], axis=0))  # its window: 20 beats before
+    z = x.copy()
+    z[120:] *= 5.0
+    assert np.allclose(running_template(z, 20)[:121], ref[:121])  # causal (beat 120 incl.)
+    # history: the first test beat's template is the median of the last training beats
+    h = running_template(x[100:], 20, history=x[:100])
+    assert np.allclose(h, ref[100:])
+    # the person's arrays: 'add' appends the differences, 'replace' keeps only them,
+    # synthetic beats are referenced to the median of the training normals
+    n, s_, te = normalize_person(x[:60], x[150:152], x[60:], "none", 60, "add", 20)
+    assert n.shape == (60, 4, 64) and np.allclose(n[:, :2], x[:60])
+    assert np.allclose(s_[:, 2:], x[150:152] - np.median(x[:60], axis=0), atol=1e-6)
+    _, _, te2 = normalize_person(x[:60], x[150:152], x[60:], "none", 60, "replace", 20)
+    assert te2.shape == (140, 2, 64) and np.allclose(te2, te[:, 2:])
+    assert np.allclose(te2, x[60:] - ref[60:], atol=1e-6)
+    with pytest.raises(EcgError, match="template"):
+        normalize_person(x, x, x, "none", 60, "diff", 20)
 
 
 def test_binary_metrics_and_alarms_by_hand():

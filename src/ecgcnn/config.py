@@ -329,8 +329,12 @@ class ZeroShotConfig:
     # raise the threshold per person so that at most this share of their held-out (validation)
     # normal beats is flagged; 0: off
     threshold_fpr: float = 0.0
-    beat_scale: str = "none"  # none | std | running (see synthesis.zeroshot.running_scale)
+    beat_scale: str = "none"  # none | std | running (see synthesis.normalize)
     scale_window: int = 60  # beats in the running amplitude median (beat_scale=running)
+    # none | add | replace: each window minus the median of the beats before it, appended as
+    # channels or in place of the windows (see synthesis.normalize)
+    template: str = "none"
+    template_window: int = 60  # beats in that running median
     rr_drop: list[str] = field(default_factory=list)  # RR features zeroed (input masking)
     ensemble: int = 1  # models per person (trainer seeds seed, seed+1, ...), P averaged
     alarm_refractory_s: float = 10.0  # flags within this long after an alarm raise none

@@ -26,6 +26,7 @@ from ecgcnn.data.splits import boundary_sample
 from ecgcnn.errors import EcgError
 from ecgcnn.models import build_model
 from ecgcnn.synthesis.abs_filters import FilterLibrary, average_normal, build_library, synthesize
+from ecgcnn.synthesis.normalize import normalize_person
 from ecgcnn.training.loop import fit, predict, select_device, validation_split
 
 N, S, V, F, Q = range(5)
@@ -67,29 +68,6 @@ def rr_columns(names) -> list[int]:
     if unknown:
         raise EcgError(f"rr_drop: unknown RR features {unknown} (choose from {list(RR_FEATURES)})")
     return [RR_FEATURES.index(str(n)) for n in names]
-
-
-def unit_scale(x: np.ndarray) -> np.ndarray:
-    """Every window channel divided by its own standard deviation: a person's beat amplitude
-    drifts over a recording (electrode contact, posture: down to 40 % in record 116), which a
-    model fitted on 5 minutes would read as a new, abnormal shape."""
-    return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
-
-
-def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None) -> np.ndarray:
-    """Beats divided by the median peak-to-peak amplitude (beat channel) of the ``window``
-    beats before each one, the beat included: slow amplitude drift is removed while a beat
-    still shows how much larger or smaller it is than the person's recent beats (what a V beat
-    looks like). Causal, no labels: what a monitor can do online. ``ref``: divide every beat by
-    the median amplitude of these beats instead (synthetic beats, scaled as the normals they
-    came from).
-    """
-    ptp = np.ptp(x[:, 0], axis=-1)
-    if ref is not None:
-        scale = np.full(len(x), np.median(np.ptp(ref[:, 0], axis=-1)))
-    else:
-        scale = np.array([np.median(ptp[max(0, i - window + 1):i + 1]) for i in range(len(x))])
-    return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
 
 
 def person_threshold(p_val_normal: np.ndarray, base: float, fpr: float) -> float:
@@ -216,18 +194,11 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
 
     if int(cfg.ensemble) < 1:
         raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
-    if cfg.beat_scale == "std":
-        train.x, test.x = unit_scale(train.x), unit_scale(test.x)
-    elif cfg.beat_scale == "running":
-        is_real = np.arange(len(train)) < len(normals)  # concat order: normals, then synth
-        w = int(cfg.scale_window)
-        if w < 1:
-            raise EcgError(f"scale_window: need at least 1 beat, got {cfg.scale_window}")
-        train.x = np.concatenate([running_scale(train.x[is_real], w),
-                                  running_scale(train.x[~is_real], w, ref=normals.x)])
-        test.x = running_scale(test.x, w)
-    elif cfg.beat_scale != "none":
-        raise EcgError(f"beat_scale: unknown '{cfg.beat_scale}' (none | std | running)")
+    n_real = len(normals)  # concat order: normals, then synth
+    x_n, x_s, test.x = normalize_person(train.x[:n_real], train.x[n_real:], test.x,
+                                        cfg.beat_scale, int(cfg.scale_window), cfg.template,
+                                        int(cfg.template_window))
+    train.x = np.concatenate([x_n, x_s])
     drop = rr_columns(cfg.rr_drop)
     train.rr[:, drop] = 0.0
     test.rr = test.rr.copy()

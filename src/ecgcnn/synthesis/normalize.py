@@ -1,0 +1,93 @@
+"""Label-free, causal normalisation of a zero-shot person's beats (model inputs).
+
+A person's CNN is fitted on the first minutes of their recording; their normal beats then
+drift (electrode contact, posture, heart rate: amplitude down to 40 % in record 116, QRS-T
+shape in 117 and 121), and a model that has only seen the first minutes reads the drifted
+normal beats as new, abnormal shapes. Everything here uses only beats that came before (no
+labels, no future beats): what a monitor can do online.
+
+- ``beat_scale``: amplitude. ``std`` scales every window to unit deviation; ``running``
+  divides each beat by the median peak-to-peak amplitude of the recent beats.
+- ``template``: shape. ``add`` appends, ``replace`` substitutes, each window channel minus
+  the sample-wise median of the ``template_window`` beats before it: a drifting normal
+  shape stays near zero, an ectopic beat stands out against its own neighbours.
+
+Synthetic beats have no history of their own: they are scaled and referenced like the
+person's normal beats they were made from (the median over the person's training normals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecgcnn.errors import EcgError
+
+BEAT_SCALES = ("none", "std", "running")
+TEMPLATES = ("none", "add", "replace")
+
+
+def unit_scale(x: np.ndarray) -> np.ndarray:
+    """Every window channel divided by its own standard deviation."""
+    return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None) -> np.ndarray:
+    """Beats divided by the median peak-to-peak amplitude (beat channel) of the ``window``
+    beats before each one, the beat included: slow amplitude drift is removed while a beat
+    still shows how much larger or smaller it is than the person's recent beats (what a V beat
+    looks like). ``ref``: divide every beat by the median amplitude of these beats instead
+    (synthetic beats, scaled as the normals they came from).
+    """
+    ptp = np.ptp(x[:, 0], axis=-1)
+    if ref is not None:
+        scale = np.full(len(x), np.median(np.ptp(ref[:, 0], axis=-1)))
+    else:
+        scale = np.array([np.median(ptp[max(0, i - window + 1):i + 1]) for i in range(len(x))])
+    return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
+
+
+def running_template(x: np.ndarray, window: int, history: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """``(N, C, T)``: for each beat the sample-wise median of the ``window`` beats before it
+    (not itself). ``history``: beats that came before ``x`` (the first beats of ``x`` look back
+    into it); the very first beat, with no past at all, is its own template."""
+    past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history[-window:]
+    seq = np.concatenate([past, x])
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        j = len(past) + i  # index of beat i in seq
+        lo = max(0, j - window)
+        out[i] = np.median(seq[lo:j], axis=0) if j > lo else seq[j]
+    return out
+
+
+def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,
+                     scale_window: int, template: str, template_window: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three window arrays of a person (training normals, synthetic, test; each
+    ``(N, C, T)``, in time order where real) as the model sees them."""
+    if beat_scale not in BEAT_SCALES:
+        raise EcgError(f"beat_scale: unknown '{beat_scale}' ({' | '.join(BEAT_SCALES)})")
+    if template not in TEMPLATES:
+        raise EcgError(f"template: unknown '{template}' ({' | '.join(TEMPLATES)})")
+    if beat_scale == "running" and scale_window < 1:
+        raise EcgError(f"scale_window: need at least 1 beat, got {scale_window}")
+    if template != "none" and template_window < 1:
+        raise EcgError(f"template_window: need at least 1 beat, got {template_window}")
+    raw_normals = normals
+    if beat_scale == "std":
+        normals, synth, test = unit_scale(normals), unit_scale(synth), unit_scale(test)
+    elif beat_scale == "running":
+        normals, synth, test = (running_scale(normals, scale_window),
+                                running_scale(synth, scale_window, ref=raw_normals),
+                                running_scale(test, scale_window))
+    if template == "none":
+        return normals, synth, test
+    refs = (running_template(normals, template_window),
+            np.broadcast_to(np.median(normals, axis=0), synth.shape),
+            running_template(test, template_window, history=normals))
+    out = []
+    for x, ref in zip((normals, synth, test), refs):
+        diff = (x - ref).astype(np.float32)
+        out.append(np.concatenate([x, diff], axis=1) if template == "add" else diff)
+    return out[0], out[1], out[2]
