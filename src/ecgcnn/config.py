@@ -331,10 +331,12 @@ class ZeroShotConfig:
     threshold_fpr: float = 0.0
     beat_scale: str = "none"  # none | std | running (see synthesis.normalize)
     scale_window: int = 60  # beats in the running amplitude median (beat_scale=running)
-    # none | add | replace: each window minus the median of the beats before it, appended as
-    # channels or in place of the windows (see synthesis.normalize)
-    template: str = "none"
+    # views of the beats, each trained on by `ensemble` models, P(abnormal) averaged over all:
+    # none (the windows) | add | replace (each window minus the median of the beats before
+    # it, appended as channels or in place of the windows; see synthesis.normalize)
+    template: list[str] = field(default_factory=lambda: ["none"])
     template_window: int = 60  # beats in that running median
+    template_gate: float = 0.0  # > 0: only beats with pre_local >= this enter the median
     rr_drop: list[str] = field(default_factory=list)  # RR features zeroed (input masking)
     ensemble: int = 1  # models per person (trainer seeds seed, seed+1, ...), P averaged
     alarm_refractory_s: float = 10.0  # flags within this long after an alarm raise none

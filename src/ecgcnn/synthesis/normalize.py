@@ -46,26 +46,35 @@ def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None) -> 
     return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
 
 
-def running_template(x: np.ndarray, window: int, history: np.ndarray | None = None
-                     ) -> np.ndarray:
-    """``(N, C, T)``: for each beat the sample-wise median of the ``window`` beats before it
-    (not itself). ``history``: beats that came before ``x`` (the first beats of ``x`` look back
-    into it); the very first beat, with no past at all, is its own template."""
-    past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history[-window:]
+def running_template(x: np.ndarray, window: int, history: np.ndarray | None = None,
+                     eligible: np.ndarray | None = None) -> np.ndarray:
+    """``(N, C, T)``: for each beat the sample-wise median of the last ``window`` beats before
+    it (not itself). ``history``: beats that came before ``x`` (the first beats of ``x`` look
+    back into it). ``eligible``: boolean over ``history`` then ``x``; only those beats enter a
+    template (e.g. not premature ones, so that a run of ectopic beats does not become the
+    reference). A beat with no eligible past is its own template."""
+    past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
     seq = np.concatenate([past, x])
+    pool = np.arange(len(seq)) if eligible is None else np.flatnonzero(eligible)
+    if len(pool) and eligible is not None and len(eligible) != len(seq):
+        raise EcgError(f"template: {len(eligible)} eligibility flags for {len(seq)} beats")
     out = np.empty_like(x)
     for i in range(len(x)):
         j = len(past) + i  # index of beat i in seq
-        lo = max(0, j - window)
-        out[i] = np.median(seq[lo:j], axis=0) if j > lo else seq[j]
+        hi = np.searchsorted(pool, j)  # eligible beats before j: pool[:hi]
+        members = pool[max(0, hi - window):hi]
+        out[i] = np.median(seq[members], axis=0) if len(members) else seq[j]
     return out
 
 
 def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,
-                     scale_window: int, template: str, template_window: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     scale_window: int, template: str, template_window: int,
+                     prematurity: tuple[np.ndarray, np.ndarray] | None = None,
+                     gate: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three window arrays of a person (training normals, synthetic, test; each
-    ``(N, C, T)``, in time order where real) as the model sees them."""
+    ``(N, C, T)``, in time order where real) as the model sees them. ``prematurity``: the
+    normals' and test beats' RR interval over the recent mean (``pre_local``); with ``gate``
+    > 0 only beats with ``pre_local >= gate`` enter a running template."""
     if beat_scale not in BEAT_SCALES:
         raise EcgError(f"beat_scale: unknown '{beat_scale}' ({' | '.join(BEAT_SCALES)})")
     if template not in TEMPLATES:
@@ -83,9 +92,15 @@ def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, b
                                 running_scale(test, scale_window))
     if template == "none":
         return normals, synth, test
-    refs = (running_template(normals, template_window),
+    keep = None
+    if gate > 0:
+        if prematurity is None:
+            raise EcgError("template_gate: needs the beats' pre_local RR feature")
+        keep = np.concatenate(prematurity) >= gate
+    keep_n = None if keep is None else keep[:len(normals)]
+    refs = (running_template(normals, template_window, eligible=keep_n),
             np.broadcast_to(np.median(normals, axis=0), synth.shape),
-            running_template(test, template_window, history=normals))
+            running_template(test, template_window, history=normals, eligible=keep))
     out = []
     for x, ref in zip((normals, synth, test), refs):
         diff = (x - ref).astype(np.float32)

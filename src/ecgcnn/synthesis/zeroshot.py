@@ -13,6 +13,7 @@ flag on them is neither a hit nor a false alarm (their counts and flag rate are 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,33 +195,47 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
 
     if int(cfg.ensemble) < 1:
         raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
-    n_real = len(normals)  # concat order: normals, then synth
-    x_n, x_s, test.x = normalize_person(train.x[:n_real], train.x[n_real:], test.x,
-                                        cfg.beat_scale, int(cfg.scale_window), cfg.template,
-                                        int(cfg.template_window))
-    train.x = np.concatenate([x_n, x_s])
     drop = rr_columns(cfg.rr_drop)
     train.rr[:, drop] = 0.0
-    test.rr = test.rr.copy()
+    test = replace(test, rr=test.rr.copy())
     test.rr[:, drop] = 0.0
+    views = [str(v) for v in cfg.template]
+    if not views:
+        raise EcgError("template: need at least one view, e.g. [none]")
 
-    tr, va = validation_split(train, cfg.trainer.val_fraction, cfg.seed)
     device = select_device(cfg.trainer.device)
+    n_models = int(cfg.ensemble) * len(views)
     p_abn = np.zeros(len(test))
-    va_n = None if va is None else va.subset(va.y == N)
-    p_val_n = np.zeros(0 if va_n is None else len(va_n))
+    p_val_n = None
     runs = []
-    for k in range(int(cfg.ensemble)):
-        # members differ in initial weights, batch order and augmentation draws only
-        trainer = OmegaConf.merge(cfg.trainer, {"seed": int(cfg.trainer.seed) + k})
-        model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
-                            len(CLASSES))
-        save = out_dir is not None and save_model and k == 0
-        runs.append(fit(model, tr, va, cfg.optim, trainer,
-                        out_dir=Path(out_dir) if save else None, desc=f"zeroshot {record}"))
-        p_abn += (1.0 - predict(model, test, device)[:, N]) / cfg.ensemble
-        if va_n is not None and len(va_n):
-            p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / cfg.ensemble
+    n_real = len(normals)  # concat order: normals, then synth
+    pl = RR_FEATURES.index("pre_local")
+    for view in views:
+        # one view of the same beats (see synthesis.normalize); every model of every view
+        # sees the same training/validation split
+        x_n, x_s, x_t = normalize_person(train.x[:n_real], train.x[n_real:], test.x,
+                                         cfg.beat_scale, int(cfg.scale_window), view,
+                                         int(cfg.template_window),
+                                         (normals.rr[:, pl], test.rr[:, pl]),
+                                         float(cfg.template_gate))
+        tr, va = validation_split(replace(train, x=np.concatenate([x_n, x_s])),
+                                  cfg.trainer.val_fraction, cfg.seed)
+        te = replace(test, x=x_t)
+        va_n = None if va is None else va.subset(va.y == N)
+        if p_val_n is None:
+            p_val_n = np.zeros(0 if va_n is None else len(va_n))
+        for k in range(int(cfg.ensemble)):
+            # members differ in initial weights, batch order and augmentation draws only
+            trainer = OmegaConf.merge(cfg.trainer, {"seed": int(cfg.trainer.seed) + k})
+            model = build_model(cfg.model, tr.x.shape[1], tr.x.shape[2], len(RR_FEATURES),
+                                len(CLASSES))
+            save = out_dir is not None and save_model and not runs
+            runs.append(fit(model, tr, va, cfg.optim, trainer,
+                            out_dir=Path(out_dir) if save else None,
+                            desc=f"zeroshot {record} ({view})"))
+            p_abn += (1.0 - predict(model, te, device)[:, N]) / n_models
+            if len(p_val_n):
+                p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / n_models
     res = runs[0]
     threshold = person_threshold(p_val_n, cfg.threshold, cfg.threshold_fpr)
     flagged = p_abn > threshold
@@ -233,7 +248,7 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
                   "library_records": sorted(set(lib.record.tolist())),
                   "library_median_residual": float(np.median(lib.residual)),
                   "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                  "ensemble": len(runs), "seconds": round(sum(r.seconds for r in runs), 2),
+                  "ensemble": len(runs), "views": views, "seconds": round(sum(r.seconds for r in runs), 2),
                   "threshold": float(threshold), "val_normal_beats": len(p_val_n)},
         "test": {"beats": len(test), "counts": test.counts(),
                  "F_flagged": int((flagged & (test.y == F)).sum()),
