@@ -267,6 +267,8 @@ def test_one_real_patient_end_to_end(mitdb, tmp_path):
     assert all(0.0 <= b[k] <= 1.0 for k in ("Se", "Spe", "PPV", "F1", "Acc"))
     assert "119" not in saved["train"]["library_records"]
     assert saved["train"]["synthetic"]["S"] == saved["train"]["synthetic"]["V"] == 150
+    # default: two views (windows, windows minus their running template), 3 models each
+    assert saved["train"]["views"] == ["none", "replace"] and saved["train"]["ensemble"] == 6
     assert 0.40 < saved["alarm"]["hours"] < 0.42  # 30:06 min record minus 5 min
     assert m["binary"] == b
     assert CLASSES[N] == "N"

@@ -20,6 +20,11 @@ path. Pooling runs before the activation as in :class:`~ecgcnn.export.FusedCNN1D
 FC layer's columns are permuted to the ``(T, C)`` flatten order, and batches are processed in
 chunks small enough for the intermediates to stay in cache.
 
+Between the two products sit memory-bound passes (the input's block copy; bias, pooling and
+activation of each layer's output). With ``native`` kernels (:mod:`ecgcnn.export.native`) each
+runs as one fused pass that reads its input once; without them, as ATen ops (slower, same
+result).
+
 Only arithmetic order changes: logits agree with the source model within float rounding
 (tests bound it by 1e-5). Models this layout does not cover (overlapping or average pooling
 before a non-monotonic activation, dilation) are refused by :func:`gemm_supported`; callers
