@@ -151,6 +151,7 @@ class GemmCNN1D(nn.Module):
                                         else load_kernels(required=bool(native)))
         self.blocks = [_parse_block(b) for b in fused.features]
         self.acts = nn.ModuleList([b.act for b in self.blocks])  # registered: .to() moves them
+        self.kernel_acts = [self._kernel_act(b) for b in self.blocks]
         t = fused.length
         with torch.no_grad():
             for i, (conv, size, *_) in enumerate(self.blocks):
@@ -207,11 +208,10 @@ class GemmCNN1D(nn.Module):
         """True when the fused native kernels run (see ``native`` in the constructor)."""
         return self.kernels is not None
 
-    def _kernel_act(self, i: int) -> str | None:
-        """The kernel's activation name for block ``i``, None when the kernel cannot run it
+    def _kernel_act(self, b: _Block) -> str | None:
+        """The kernel's activation name for block ``b``, None when the kernel cannot run it
         (activation before pooling, average pooling); activations without a kernel code run
         as ATen ops after the kernel's bias and pooling."""
-        b = self.blocks[i]
         if self.kernels is None or not (b.pool_first or b.pool == 1) or b.kind != "max":
             return None
         return next((k for k, cls in _KERNEL_ACTS.items() if type(b.act) is cls), "identity")
@@ -232,39 +232,28 @@ class GemmCNN1D(nn.Module):
 
     def _block(self, i: int, y: torch.Tensor) -> torch.Tensor:
         conv = self.blocks[i].conv
-        bias = getattr(self, f"b{i}")
-        in_kernel = self._kernel_act(i) is not None  # the kernel adds the bias after pooling
-        z = F.conv2d(y.permute(0, 2, 1).unsqueeze(2), getattr(self, f"w{i}"),
-                     None if in_kernel else bias, stride=(1, conv.stride[0]),
-                     padding=(0, conv.padding[0]))
+        z = F.conv2d(y.permute(0, 2, 1).unsqueeze(2), getattr(self, f"w{i}"), None,
+                     stride=(1, conv.stride[0]), padding=(0, conv.padding[0]))
         z = z.squeeze(2).permute(0, 2, 1)  # (B, T, C), contiguous when oneDNN kept NHWC
-        return self._pool_act(i, z, bias if in_kernel else None)
+        return self._pool_act(i, z, getattr(self, f"b{i}"))
 
-    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor | None = None,
+    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor,
                   pooled: int | None = None) -> torch.Tensor:
-        """Block ``i``'s pooling and activation, in its order, on a fresh ``(B, T, C)`` tensor,
-        keeping ``pooled`` positions (default all); ``bias`` (first block: kept out of the
-        GEMM, where ``addmm`` would first broadcast-copy it over the whole output, as slow as
-        the product itself) is added just before the activation, which is exact after max or
+        """Block ``i``'s bias, pooling and activation, in its order, on a fresh ``(B, T, C)``
+        conv output, keeping ``pooled`` positions (default all). The bias is kept out of the
+        products (``addmm`` would first broadcast-copy it over the whole output, as slow as
+        the product itself) and added just before the activation, which is exact after max or
         average pooling too."""
-        b = self.blocks[i]
-        act = self._kernel_act(i)
+        b, act = self.blocks[i], self.kernel_acts[i]
         if act is not None:
-            if bias is None:
-                bias = torch.zeros(y.shape[2])
             y = self.kernels.pool_bias_act(y.contiguous(), bias, b.pool, act, pooled)
             return y if type(b.act) is _KERNEL_ACTS[act] else _activate(b.act, y)
-        y = self._pool_act_aten(b, y, bias)
-        return y if pooled is None else y[:, :pooled]
-
-    @staticmethod
-    def _pool_act_aten(b: _Block, y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if b.pool_first:
             y = _pool(y, b.pool, b.kind)
-        if bias is not None:
-            y = y.add_(bias)
-        y = _activate(b.act, y)
-        return y if b.pool_first else _pool(y, b.pool, b.kind)
+        y = _activate(b.act, y.add_(bias))
+        if not b.pool_first:
+            y = _pool(y, b.pool, b.kind)
+        return y if pooled is None else y[:, :pooled]
 
     def _forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         y = self._block0(x)

@@ -140,31 +140,30 @@ class Kernels:
                                       n, t, c, size, p, ACT_CODES[act])
         return out
 
-    def blocks(self, x: torch.Tensor, n_blocks: int, span: int, step: int, pad: int,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+    def blocks(self, x: torch.Tensor, n_blocks: int, span: int, step: int, pad: int
+               ) -> torch.Tensor:
         """``(B, C, T) -> (B * n_blocks, C * span)``: block ``k`` of a beat holds input samples
         ``k * step - pad`` onwards, ``span`` of them per channel, zeros outside the beat."""
         self._check(x, "x")
         n, c, t = x.shape
-        if out is None:
-            out = torch.empty(n * n_blocks, c * span)
-        self._check(out, "out")
-        if out.numel() != n * n_blocks * c * span:
-            raise EcgError("native kernel: block buffer has the wrong size")
+        out = torch.empty(n * n_blocks, c * span)
         self.lib.ecgcnn_blocks(x.data_ptr(), out.data_ptr(), n, c, t, n_blocks, span, step, pad)
         return out
 
 
 @cache
 def _load(enabled: bool) -> Kernels | EcgError:
+    """The kernels, or why not (cached: built, or logged, once per process)."""
     if not enabled:
         return EcgError("native kernels are off (ECGCNN_NATIVE=0)")
     try:
         return Kernels(build())
     except EcgError as exc:
-        return exc
+        err = exc
     except OSError as exc:  # a cached file that does not load (e.g. truncated by a full disk)
-        return EcgError(f"native kernels: cannot load ({exc})")
+        err = EcgError(f"native kernels: cannot load ({exc})")
+    log.warning("%s; the GEMM runtime uses ATen ops instead (slower)", err)
+    return err
 
 
 def load_kernels(required: bool = False) -> Kernels | None:
@@ -175,7 +174,4 @@ def load_kernels(required: bool = False) -> Kernels | None:
         return res
     if required:
         raise res
-    if not getattr(res, "_logged", False):
-        log.warning("%s; the GEMM runtime uses ATen ops instead (slower)", res)
-        res._logged = True  # type: ignore[attr-defined]
     return None

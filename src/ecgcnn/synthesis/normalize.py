@@ -55,9 +55,9 @@ def running_template(x: np.ndarray, window: int, history: np.ndarray | None = No
     reference). A beat with no eligible past is its own template."""
     past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
     seq = np.concatenate([past, x])
-    pool = np.arange(len(seq)) if eligible is None else np.flatnonzero(eligible)
-    if len(pool) and eligible is not None and len(eligible) != len(seq):
+    if eligible is not None and len(eligible) != len(seq):
         raise EcgError(f"template: {len(eligible)} eligibility flags for {len(seq)} beats")
+    pool = np.arange(len(seq)) if eligible is None else np.flatnonzero(eligible)
     out = np.empty_like(x)
     for i in range(len(x)):
         j = len(past) + i  # index of beat i in seq
