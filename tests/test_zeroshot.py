@@ -271,4 +271,28 @@ def test_one_real_patient_end_to_end(mitdb, tmp_path):
     assert saved["train"]["views"] == ["none", "replace"] and saved["train"]["ensemble"] == 6
     assert 0.40 < saved["alarm"]["hours"] < 0.42  # 30:06 min record minus 5 min
     assert m["binary"] == b
+    # per-beat scores: the ensemble average and each view's own average (both views weigh alike)
+    sc = np.load(tmp_path / "out" / "scores.npz")
+    assert len(sc["p_abnormal"]) == saved["test"]["beats"]
+    assert np.allclose(sc["p_abnormal"], (sc["p_view_none"] + sc["p_view_replace"]) / 2)
     assert CLASSES[N] == "N"
+
+
+@pytest.mark.slow
+def test_same_seed_same_scores_whatever_ran_before(mitdb, tmp_path):
+    """A person's scores depend on the seed only, not on what this process drew before (in a
+    multirun or joblib worker, other persons are trained first in the same process)."""
+    import torch
+
+    cfg = compose("zeroshot", [
+        "record=119", "library_records=[100,106,208]", f"data.root={mitdb}",
+        f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=2", "ensemble=1",
+        "template=[none]", "synth.n_per_class=100", "save_model=false", "figures=false"])
+    scores = []
+    for i, prior in enumerate((1, 2)):
+        torch.manual_seed(prior)
+        np.random.seed(prior)
+        torch.rand(1000)  # another state of the global generators
+        app.run(cfg, tmp_path / f"out{i}")
+        scores.append(np.load(tmp_path / f"out{i}" / "scores.npz")["p_abnormal"])
+    assert np.array_equal(scores[0], scores[1])

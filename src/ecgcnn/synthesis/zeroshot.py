@@ -28,7 +28,7 @@ from ecgcnn.errors import EcgError
 from ecgcnn.models import build_model
 from ecgcnn.synthesis.abs_filters import FilterLibrary, average_normal, build_library, synthesize
 from ecgcnn.synthesis.normalize import normalize_person
-from ecgcnn.training.loop import fit, predict, select_device, validation_split
+from ecgcnn.training.loop import fit, predict, seed_everything, select_device, validation_split
 
 N, S, V, F, Q = range(5)
 SYNTH_PREFIX = "~"
@@ -206,14 +206,14 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
     device = select_device(cfg.trainer.device)
     n_models = int(cfg.ensemble) * len(views)
     p_abn = np.zeros(len(test))
+    p_views = {}  # view -> P(abnormal) averaged over that view's models
     p_val_n = None
     runs = []
-    n_real = len(normals)  # concat order: normals, then synth
     pl = RR_FEATURES.index("pre_local")
     for view in views:
         # one view of the same beats (see synthesis.normalize); every model of every view
         # sees the same training/validation split
-        x_n, x_s, x_t = normalize_person(train.x[:n_real], train.x[n_real:], test.x,
+        x_n, x_s, x_t = normalize_person(normals.x, synth.x, test.x,
                                          cfg.beat_scale, int(cfg.scale_window), view,
                                          int(cfg.template_window),
                                          (normals.rr[:, pl], test.rr[:, pl]),
@@ -227,13 +227,18 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
         for k in range(int(cfg.ensemble)):
             # members differ in initial weights, batch order and augmentation draws only
             trainer = OmegaConf.merge(cfg.trainer, {"seed": int(cfg.trainer.seed) + k})
+            # the initial weights draw from the global RNG: seed it, or they depend on what
+            # ran before in this process (another person, another view)
+            seed_everything(int(trainer.seed))
             model = build_model(cfg.model, tr.x.shape[1], tr.x.shape[2], len(RR_FEATURES),
                                 len(CLASSES))
             save = out_dir is not None and save_model and not runs
             runs.append(fit(model, tr, va, cfg.optim, trainer,
                             out_dir=Path(out_dir) if save else None,
                             desc=f"zeroshot {record} ({view})"))
-            p_abn += (1.0 - predict(model, te, device)[:, N]) / n_models
+            p_k = 1.0 - predict(model, te, device)[:, N]
+            p_abn += p_k / n_models
+            p_views[view] = p_views.get(view, 0.0) + p_k / int(cfg.ensemble)
             if len(p_val_n):
                 p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / n_models
     res = runs[0]
@@ -261,7 +266,8 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
         out_dir = Path(out_dir)
         write_json(out_dir / "metrics.json", metrics)
         # per-beat scores, to redraw the operating point (threshold) without retraining
-        np.savez_compressed(out_dir / "scores.npz", sample=test.sample, y=test.y, p_abnormal=p_abn)
+        np.savez_compressed(out_dir / "scores.npz", sample=test.sample, y=test.y, p_abnormal=p_abn,
+                            **{f"p_view_{v}": p for v, p in p_views.items()})
         if cfg.figures:
             beats_figure(normals, synth, test, record).savefig(out_dir / "beats.png", dpi=90)
     return metrics
