@@ -143,3 +143,36 @@ def test_finetune_with_detector_peaks(mitdb, cache, tmp_path):
     bad = compose("finetune", ["record=119", "train_peaks=nowhere", *FAST])
     with pytest.raises(Exception, match="train_peaks: unknown 'nowhere'"):
         finetune_patient(bad, tmp_path / "bad")
+
+
+def test_synthetic_abnormal_beats_use_other_patients_first_minutes_only(monkeypatch):
+    """ABS augmentation of a patient's training set: filters only from the other patients'
+    beats before the split boundary, synthesized from the patient's own early N beats."""
+    from test_zeroshot import fake_record
+
+    from ecgcnn.apps.finetune import synthetic_beats
+    from ecgcnn.data.beats import CLASSES
+    from ecgcnn.synthesis import abs_filters
+
+    seen = {}
+    real_build = abs_filters.build_library
+
+    def spy(lib_beats, records, exclude, *args):
+        seen.update(lib_beats)
+        return real_build(lib_beats, records, exclude, *args)
+
+    monkeypatch.setattr(abs_filters, "build_library", spy)
+    recs = ["100", "101", "103"]
+    beats = {r: fake_record(r, seed=i) for i, r in enumerate(recs)}
+    boundary = 100 * 288  # the first 100 beats of each fake record
+    cfg = compose("finetune", ["record=101", f"split.minutes={boundary / 360 / 60}",
+                               f"split.records=[{','.join(recs)}]", "synth.n_per_class=12",
+                               "abs.per_patient=50"])
+    own = beats["101"].subset(beats["101"].sample < boundary)
+    syn = synthetic_beats(cfg, beats, "101", own)
+    assert syn.counts()["S"] == syn.counts()["V"] == 12
+    assert set(syn.record.tolist()) <= {"~100", "~103"} and (syn.sample == -1).all()
+    assert sorted(seen) == ["100", "103"]  # never the patient
+    assert all((b.sample < boundary).all() and len(b) == 100 for b in seen.values())
+    with pytest.raises(Exception, match="no N beat"):
+        synthetic_beats(cfg, beats, "101", own.subset(own.y != CLASSES.index("N")))

@@ -170,6 +170,25 @@ class EvalConfig:
 
 
 @dataclass
+class AbsConfig:
+    taps: int = 31  # FIR length (odd, centered); 31 of 128 samples = 170 ms at 360 Hz
+    ridge: float = 0.01  # Tikhonov weight, relative to the mean energy of the normal beat
+    per_patient: int = 20  # at most this many abnormal beats per class and library patient
+    classes: list[str] = field(default_factory=lambda: ["S", "V"])
+    max_residual: float = 1.0  # drop filters with a larger relative fit error (1.0: keep all)
+
+
+@dataclass
+class SynthConfig:
+    n_per_class: int = 600  # synthetic beats per abnormal class
+    from_average: float = 0.5  # share made from the average normal beat (rest: single beats)
+    scale: float = 0.1  # amplitude factor 1 +- scale
+    noise: float = 0.01  # Gaussian noise std, mV
+    shift: int = 2  # circular shift of the beat channel, samples
+    rr_mode: str = "source"  # source | ectopic: RR context of the synthetic beats
+
+
+@dataclass
 class PatientModelConfig:
     """How patient-specific models are built (shared by finetune and the noise stress test)."""
 
@@ -181,6 +200,11 @@ class PatientModelConfig:
     init_from: str | None = None  # a common-model checkpoint; None trains from scratch
     freeze_conv: bool = False  # with init_from: train only the FC layers
     ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
+    # abnormal-beat synthesis (Sci Rep 2017) as augmentation: synth.n_per_class synthetic beats
+    # of each abs.classes class made from the patient's own first-minutes N beats with filters
+    # fitted on the other patients' first minutes (their training beats only); 0: off
+    abs: AbsConfig = field(default_factory=AbsConfig)
+    synth: SynthConfig = field(default_factory=lambda: SynthConfig(n_per_class=0))
 
 
 @dataclass
@@ -293,25 +317,6 @@ class NoiseStressConfig(PatientModelConfig):
 
 
 # ----------------------------------------------------------------------------- zero-shot
-@dataclass
-class AbsConfig:
-    taps: int = 31  # FIR length (odd, centered); 31 of 128 samples = 170 ms at 360 Hz
-    ridge: float = 0.01  # Tikhonov weight, relative to the mean energy of the normal beat
-    per_patient: int = 20  # at most this many abnormal beats per class and library patient
-    classes: list[str] = field(default_factory=lambda: ["S", "V"])
-    max_residual: float = 1.0  # drop filters with a larger relative fit error (1.0: keep all)
-
-
-@dataclass
-class SynthConfig:
-    n_per_class: int = 600  # synthetic beats per abnormal class
-    from_average: float = 0.5  # share made from the average normal beat (rest: single beats)
-    scale: float = 0.1  # amplitude factor 1 +- scale
-    noise: float = 0.01  # Gaussian noise std, mV
-    shift: int = 2  # circular shift of the beat channel, samples
-    rr_mode: str = "source"  # source | ectopic: RR context of the synthetic beats
-
-
 @dataclass
 class ZeroShotConfig:
     data: DataConfig = field(default_factory=DataConfig)

@@ -25,7 +25,7 @@ import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.apps.evaluate import load_model, published_for
 from ecgcnn.config import check_config
-from ecgcnn.data.beats import CLASSES, RR_FEATURES
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import boundary_sample, patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
@@ -74,7 +74,8 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     if done is not None:
         return done  # a rerun of a killed multirun: this patient had finished
     if beats is None:
-        needed = sorted(set(cfg.split.common_records) | {rec})
+        needed = sorted(set(cfg.split.common_records) | {rec}
+                        | (set(cfg.split.records) if cfg.synth.n_per_class > 0 else set()))
         beats = load_beats(cfg.data, records=needed).beats
     sub = {r: beats[r] for r in set(cfg.split.common_records) | {rec} if r in beats}
     if cfg.train_peaks == "detector":
@@ -88,6 +89,8 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     common, patients = patient_specific(sub, split, cfg.data.fs)
     patient = patients[rec]
     train_all = patient_train_set(common, patient)
+    if cfg.synth.n_per_class > 0:
+        train_all = BeatSet.concat([train_all, synthetic_beats(cfg, beats, rec, patient.own_train)])
     train_set, val_set = validation_split(train_all, cfg.trainer.val_fraction, cfg.trainer.seed)
     device = select_device(cfg.trainer.device)
 
@@ -122,6 +125,31 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     else:
         write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def synthetic_beats(cfg: DictConfig, beats: dict[str, BeatSet], rec: str,
+                    own_train: BeatSet) -> BeatSet:
+    """Abnormal beats synthesized for patient ``rec`` (Sci Rep 2017's ABS filters as data
+    augmentation): filters fitted on the *other* patients of the split, on their first
+    ``split.minutes`` only (beats that are training data under this protocol), applied to the
+    patient's own training N beats. A patient with few S beats of their own in the first
+    minutes still gets S beats in their own morphology."""
+    from ecgcnn.synthesis.abs_filters import build_library, synthesize
+
+    boundary = boundary_sample(cfg.split.minutes, cfg.data.fs)
+    lib_beats = {r: beats[r].subset(beats[r].sample < boundary)
+                 for r in map(str, cfg.split.records) if r != rec and r in beats}
+    a, s = cfg.abs, cfg.synth
+    lib = build_library(lib_beats, sorted(lib_beats), rec, int(a.taps), float(a.ridge),
+                        int(a.per_patient), int(cfg.trainer.seed), tuple(a.classes),
+                        float(a.max_residual))
+    normals = own_train.subset(own_train.y == CLASSES.index("N"))
+    if len(normals) == 0:
+        raise EcgError(f"synth.n_per_class: patient {rec} has no N beat in the first "
+                       f"{cfg.split.minutes:g} min to synthesize from")
+    return synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes},
+                      int(cfg.trainer.seed), float(s.from_average), float(s.scale),
+                      float(s.noise), int(s.shift), str(s.rr_mode))
 
 
 def _finished(out_dir: Path, cfg: DictConfig) -> dict | None:

@@ -55,7 +55,8 @@ _STATE: dict = {}  # per-process: cfg, noises, common keys (inherited through fo
 
 def finetune_config(cfg: DictConfig, record: str) -> DictConfig:
     """The ``FinetuneConfig`` that trains ``record``'s model with this run's settings."""
-    keys = ("data", "split", "model", "optim", "trainer", "init_from", "freeze_conv", "ensemble")
+    keys = ("data", "split", "model", "optim", "trainer", "init_from", "freeze_conv", "ensemble",
+            "abs", "synth")
     part = {k: cfg[k] for k in keys}
     return OmegaConf.merge(OmegaConf.structured(FinetuneConfig), part,
                            {"record": record, "report": False})
