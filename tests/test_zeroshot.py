@@ -296,3 +296,43 @@ def test_same_seed_same_scores_whatever_ran_before(mitdb, tmp_path):
         app.run(cfg, tmp_path / f"out{i}")
         scores.append(np.load(tmp_path / f"out{i}" / "scores.npz")["p_abnormal"])
     assert np.array_equal(scores[0], scores[1])
+
+
+def test_summary_gross_counts_and_first3(tmp_path):
+    """summary.json: gross binary figures from the summed counts, first-3 over the persons with
+    abnormal test beats only, false alarms over the summed hours; one error line for a folder
+    with none or with two results of the same record."""
+    from ecgcnn.apps import write_json
+    from ecgcnn.synthesis.report import summarize_dir
+
+    def person(rec, c, abn, hit, fa, hours):
+        se = c["TP"] / (c["TP"] + c["FN"]) if abn else None
+        return {"record": rec, "binary": {**c, **binary_rates(c)},
+                "test": {"counts": {"N": c["FP"] + c["TN"], "S": c["TP"] + c["FN"], "V": 0}},
+                "alarm": {"abnormal_beats": abn, "detected_first3": hit if abn else None,
+                          "first_detected_index": 1 if hit else None,
+                          "p_detect_first3_model": None if se is None else 1 - (1 - se) ** 3,
+                          "triplets_detected": 1.0 if abn else None, "false_alarms": fa,
+                          "hours": hours, "false_alarms_per_hour": fa / hours,
+                          "normal_flagged_per_hour": c["FP"] / hours}}
+
+    runs = [person("100", {"TP": 8, "FN": 2, "FP": 5, "TN": 985}, 10, True, 3, 0.5),
+            person("101", {"TP": 1, "FN": 3, "FP": 0, "TN": 996}, 4, False, 0, 0.5),
+            person("115", {"TP": 0, "FN": 0, "FP": 10, "TN": 990}, 0, None, 4, 0.5)]
+    for r in runs:
+        write_json(tmp_path / r["record"] / "metrics.json", r)
+    s = summarize_dir(tmp_path)
+    assert {k: s["binary_gross"][k] for k in ("TP", "FN", "FP", "TN")} == \
+        {"TP": 9, "FN": 5, "FP": 15, "TN": 2971}
+    assert s["binary_gross"]["F1"] == pytest.approx(18 / (18 + 15 + 5))
+    assert s["patients_with_abnormal_test_beats"] == 2 and s["p_detect_first3"] == 0.5
+    assert s["missed_first3"] == ["101"]
+    assert s["p_detect_first3_model"] == pytest.approx((1 - 0.2 ** 3 + 1 - 0.75 ** 3) / 2)
+    assert s["false_alarms_per_hour"] == pytest.approx(7 / 1.5)
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.png").is_file()
+    assert json.loads((tmp_path / "summary.json").read_text())["patients"] == 3
+    write_json(tmp_path / "again" / "100" / "metrics.json", runs[0])
+    with pytest.raises(EcgError, match="several metrics.json for the same record"):
+        summarize_dir(tmp_path)
+    with pytest.raises(EcgError, match="no metrics.json"):
+        summarize_dir(tmp_path / "empty")

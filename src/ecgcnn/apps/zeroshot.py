@@ -21,7 +21,8 @@ from ecgcnn.errors import EcgError, cli_errors
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """One person (``cfg.record``) or, with ``cfg.summarize``, the summary of a folder."""
-    from ecgcnn.synthesis.zeroshot import run_patient, summarize_dir
+    from ecgcnn.synthesis.report import summarize_dir
+    from ecgcnn.synthesis.zeroshot import run_patient
 
     if cfg.summarize:
         return summarize_dir(Path(cfg.summarize))

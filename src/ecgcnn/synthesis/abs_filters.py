@@ -228,7 +228,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
     if (normals.y != CLASSES.index("N")).any():
         raise EcgError("synthesize: the person's template beats must all be normal (N)")
     if not 0.0 <= from_average <= 1.0:
-        raise EcgError(f"zeroshot.synth.from_average: must be in [0, 1], got {from_average}")
+        raise EcgError(f"synth.from_average: must be in [0, 1], got {from_average}")
     rng = np.random.default_rng(seed)
     avg = average_normal(normals)
     parts = []
@@ -237,7 +237,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
             continue
         pool = np.flatnonzero(lib.y == CLASSES.index(cls))
         if len(pool) == 0:
-            raise EcgError(f"zeroshot.synth.n_per_class: the ABS library has no {cls} filter")
+            raise EcgError(f"synth.n_per_class: the ABS library has no {cls} filter")
         fi = np.concatenate([rng.permutation(pool) for _ in range(-(-n // len(pool)))])[:n]
         src = rng.integers(0, len(normals), n)
         templ = np.where((rng.random(n) < from_average)[:, None, None], avg[None],
@@ -266,7 +266,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
                 var = own_cv ** 2 + (1 - p) ** 2 * (m - 1) / m ** 2
                 rr[:, col["local_cv"]] = np.sqrt(var) / (1 - (1 - p) / m)
         elif rr_mode != "source":
-            raise EcgError(f"zeroshot.synth.rr_mode: unknown '{rr_mode}' (source | ectopic)")
+            raise EcgError(f"synth.rr_mode: unknown '{rr_mode}' (source | ectopic)")
         local, long = rr[:, col["local_rr"]], rr[:, col["long_rr"]]
         rr[:, col["pre_rr"]] = local * rr[:, col["pre_local"]]
         rr[:, col["post_rr"]] = local * rr[:, col["post_local"]]
