@@ -47,8 +47,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("zeroshot", overrides=["trainer.progress=false", "figures=false",
-                                             *args.overrides])
+        # per-person figures on (beats.png: average normal, real and synthetic abnormal beats;
+        # embedded in report.html); figures=false skips them
+        cfg = compose("zeroshot", overrides=["trainer.progress=false", *args.overrides])
     records = args.records.split(",") if args.records else [str(r) for r in cfg.records]
     out = Path(args.out or f"outputs/bench_zeroshot/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     data = load_beats(cfg.data, records=sorted({*records, *map(str, cfg.library_records)}))

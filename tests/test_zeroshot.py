@@ -321,6 +321,8 @@ def test_summary_gross_counts_and_first3(tmp_path):
             person("115", {"TP": 0, "FN": 0, "FP": 10, "TN": 990}, 0, None, 4, 0.5)]
     for r in runs:
         write_json(tmp_path / r["record"] / "metrics.json", r)
+    png = b"\x89PNG\r\n\x1a\n fake"
+    (tmp_path / "101" / "beats.png").write_bytes(png)  # one person's figure
     s = summarize_dir(tmp_path)
     assert {k: s["binary_gross"][k] for k in ("TP", "FN", "FP", "TN")} == \
         {"TP": 9, "FN": 5, "FP": 15, "TN": 2971}
@@ -330,6 +332,12 @@ def test_summary_gross_counts_and_first3(tmp_path):
     assert s["p_detect_first3_model"] == pytest.approx((1 - 0.2 ** 3 + 1 - 0.75 ** 3) / 2)
     assert s["false_alarms_per_hour"] == pytest.approx(7 / 1.5)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.png").is_file()
+    # the person's figure is linked from report.md and embedded in report.html
+    import base64
+
+    assert "](101/beats.png)" in (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert base64.b64encode(png).decode() in page and "Record 100</h2>" not in page
     assert json.loads((tmp_path / "summary.json").read_text())["patients"] == 3
     write_json(tmp_path / "again" / "100" / "metrics.json", runs[0])
     with pytest.raises(EcgError, match="several metrics.json for the same record"):

@@ -8,6 +8,7 @@ folder (a Hydra multirun or the benchmark's output).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,13 @@ def summary_figure(results: list[dict]) -> Figure:
     return fig
 
 
-def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot ABS") -> dict:
-    """summary.json, report.md (+ summary.png) and a self-contained report.html."""
+def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot ABS",
+                  figures: dict[str, Path] | None = None) -> dict:
+    """summary.json, report.md (+ summary.png) and a self-contained report.html.
+
+    ``figures``: record -> that person's ``beats.png`` (average normal beat, real test-part and
+    synthetic abnormal beats); default ``out_dir/<record>/beats.png`` where it exists. They
+    are linked from report.md and embedded in report.html, one section per person."""
     import base64
     import html
     import io
@@ -113,9 +119,16 @@ def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot AB
     png = io.BytesIO()
     summary_figure(results).savefig(png, format="png", dpi=100)
     (out_dir / "summary.png").write_bytes(png.getvalue())
+    if figures is None:
+        figures = {r["record"]: out_dir / r["record"] / "beats.png" for r in results}
+    figures = {rec: Path(p) for rec, p in figures.items() if Path(p).is_file()}
     md = [f"# {title}", "", *[f"- {n}" for n in notes], "", "| " + " | ".join(head) + " |",
           "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows], "",
           "![summary](summary.png)", ""]
+    for rec, path in figures.items():
+        rel = os.path.relpath(path, out_dir)
+        alt = f"record {rec}: normal, real and synthetic abnormal beats"
+        md += [f"## Record {rec}", "", f"![{alt}]({rel})", ""]
     (out_dir / "report.md").write_text("\n".join(md))
     e = html.escape
     img = base64.b64encode(png.getvalue()).decode()
@@ -125,7 +138,11 @@ def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot AB
            f"<h1>{e(title)}</h1><ul>", *[f"<li>{e(n)}</li>" for n in notes], "</ul><table>",
            "<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>",
            *["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows],
-           f"</table><img src='data:image/png;base64,{img}'></body></html>"]
+           f"</table><img src='data:image/png;base64,{img}'>",
+           *[f"<h2>Record {e(rec)}</h2><img alt='record {e(rec)} beats' src='data:image/png;"
+             f"base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+             for rec, path in figures.items()],
+           "</body></html>"]
     (out_dir / "report.html").write_text("\n".join(doc))
     return summ
 
@@ -143,4 +160,5 @@ def summarize_dir(root: Path, out_dir: Path | None = None) -> dict:
     if len(set(recs)) != len(recs):
         raise EcgError(f"{root}: several metrics.json for the same record "
                        f"{sorted({r for r in recs if recs.count(r) > 1})}")
-    return write_summary(results, Path(out_dir) if out_dir else Path(root))
+    figures = {r["record"]: p.parent / "beats.png" for r, p in zip(results, paths)}
+    return write_summary(results, Path(out_dir) if out_dir else Path(root), figures=figures)
