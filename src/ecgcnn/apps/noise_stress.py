@@ -17,6 +17,7 @@ annotations at run time): QRS Se/+P and end-to-end VEB/SVEB (bxb conventions, fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import time
@@ -28,9 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
-from ecgcnn.config import (
-    FinetuneConfig,
-)
+from ecgcnn.config import FinetuneConfig, PatientModelConfig
 from ecgcnn.data.preprocess import resample
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.noise.nst import (
@@ -55,9 +54,8 @@ _STATE: dict = {}  # per-process: cfg, noises, common keys (inherited through fo
 
 def finetune_config(cfg: DictConfig, record: str) -> DictConfig:
     """The ``FinetuneConfig`` that trains ``record``'s model with this run's settings."""
-    keys = ("data", "split", "model", "optim", "trainer", "init_from", "freeze_conv", "ensemble",
-            "abs", "synth")
-    part = {k: cfg[k] for k in keys}
+    # every field the two apps share: a new patient-model setting reaches these models too
+    part = {f.name: cfg[f.name] for f in dataclasses.fields(PatientModelConfig)}
     return OmegaConf.merge(OmegaConf.structured(FinetuneConfig), part,
                            {"record": record, "report": False})
 
