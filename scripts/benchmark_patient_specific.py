@@ -27,6 +27,7 @@ from pathlib import Path
 
 _CFG = None
 _BEATS = None
+_PREPARED = "none"  # data.beat.template the shared beats were prepared with
 
 
 def _compose(overrides):
@@ -57,22 +58,28 @@ def _run(job):
     return record, minutes, m["seconds"]
 
 
-def _train_common(args, out: Path, minutes) -> Path:
-    """The common model: common set + every patient's first minutes, validated on a hold-out
-    of those training beats only."""
+def _train_common(job) -> str:
+    """One view's common model: common set + every patient's first minutes, validated on a
+    hold-out of those training beats only. Runs in a worker, on the beats the parent loaded."""
     from hydra import compose, initialize_config_dir
 
     from ecgcnn.apps import CONFIG_DIR
+    from ecgcnn.apps.finetune import view_data
     from ecgcnn.apps.train import train
+    from ecgcnn.data.beats import select_view
 
-    ft = [o for o in args.overrides if o.split("=")[0].split(".")[0] in ("data", "model", "split")]
+    overrides, view, out, minutes, epochs = job
+    ft = [o for o in overrides if o.split("=")[0].split(".")[0] in ("data", "model", "split")]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
             "split=patient_specific", "train_on=all", "trainer.progress=false",
-            "trainer.num_threads=1",
-            f"trainer.max_epochs={args.common_epochs}", f"split.minutes={min(minutes)}", *ft])
-    train(cfg, out)
-    return out / "best.pt"
+            "trainer.num_threads=1", f"trainer.max_epochs={epochs}",
+            f"split.minutes={minutes}", *ft])
+    cfg.data = view_data(cfg.data, view)
+    plain = len(cfg.data.leads) * (2 if cfg.data.beat.trio else 1)
+    beats = {r: select_view(b, _PREPARED, view, plain) for r, b in _BEATS.items()}
+    train(cfg, Path(out), beats=beats)
+    return str(Path(out) / "best.pt")
 
 
 def _peak_rss_mb() -> float:
@@ -93,13 +100,14 @@ def main(argv=None) -> int:
                          "every patient's first minutes (no test beat) and fine-tune each "
                          "patient's model from it (trainer=finetune); 'none': every patient "
                          "model starts from scratch on the common set + its first minutes, as "
-                         "in Kiranyaz 2016 (trainer=patient); or a checkpoint path")
-    ap.add_argument("--common-epochs", type=int, default=20)
+                         "in Kiranyaz 2016 (trainer=patient); or checkpoint paths, one per "
+                         "view, comma-separated")
+    ap.add_argument("--common-epochs", type=int, default=12)
     args = ap.parse_args(argv)
 
-    global _CFG, _BEATS
+    global _CFG, _BEATS, _PREPARED
     t0 = time.perf_counter()
-    from ecgcnn.apps.finetune import _format_summary, summarize
+    from ecgcnn.apps.finetune import _format_summary, prepared_template, summarize, view_data
     from ecgcnn.data.cache import load_beats
 
     out = Path(args.out or f"outputs/benchmark_ps/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
@@ -107,23 +115,37 @@ def main(argv=None) -> int:
         print(f"error: {out}: output directory exists and is not empty", file=sys.stderr)
         return 2
     cfg = _compose(args.overrides)
+    views = list(cfg.views)
+    _PREPARED = prepared_template(views)
     patients = args.records.split(",") if args.records else list(cfg.split.records)
     minutes = [float(m) for m in args.minutes.split(",")] if args.minutes else [cfg.split.minutes]
     records = sorted(set(patients) | set(cfg.split.common_records))
-    # Loaded once here; the forked workers inherit the arrays (copy-on-write), no reload.
-    _BEATS = load_beats(cfg.data, records=records, progress=True).beats
+    if args.common_model == "train":
+        records = sorted(set(records) | set(cfg.split.records))  # every first minutes
+    # Loaded once here (every view cut from them); forked workers inherit the arrays.
+    _BEATS = load_beats(view_data(cfg.data, _PREPARED), records=records, progress=True).beats
     t_prep = time.perf_counter() - t0
     overrides = list(args.overrides)
     if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
         overrides.insert(0, "trainer=finetune")
-    if args.common_model != "none":
-        ckpt = args.common_model
-        if ckpt == "train":
-            t1 = time.perf_counter()
-            ckpt = str(_train_common(args, out / "common", minutes))
-            print(f"common model trained in {time.perf_counter() - t1:.1f} s: {ckpt}")
-        overrides.append(f"init_from={ckpt}")
+    # torch.optim's first optimizer imports torch._dynamo (~1.7 s): once here, not per worker
+    import torch._dynamo  # noqa: F401
+
+    ctx = mp.get_context("fork")
+    init = None
+    if args.common_model == "train":
+        t1 = time.perf_counter()
+        jobs = [(args.overrides, v, str(out / ("common" if len(views) == 1 else f"common_{v}")),
+                 min(minutes), args.common_epochs) for v in views]
+        with ctx.Pool(min(len(jobs), args.workers), initializer=_init) as pool:
+            init = pool.map(_train_common, jobs)
+        print(f"common model(s) {views} trained in {time.perf_counter() - t1:.1f} s: "
+              + ", ".join(init))
+    elif args.common_model != "none":
+        init = args.common_model.split(",")
     _CFG = _compose(overrides)
+    if init is not None:
+        _CFG.init_from = init if len(views) > 1 else init[0]
     jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
     ctx = mp.get_context("fork")
     times = []

@@ -217,7 +217,7 @@ def test_bad_settings(case, good_root, cache, tmp_path, capfd):
 def test_bad_checkpoints(app, kind, good_root, cache, checkpoints, tmp_path, capfd):
     path = checkpoints[kind]
     if app == "finetune":
-        args = [*APPS["finetune"], f"init_from={path}"]
+        args = [*APPS["finetune"], f"init_from=[{path},{path}]"]  # one per view
     else:
         args = [*CKPT_APPS[app], f"checkpoint={path}"]
     if app != "export":

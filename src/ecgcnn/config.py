@@ -28,6 +28,12 @@ class BeatConfig:
     normalize: str = "none"  # none | beat_zscore | beat_minmax | record
     rr_local: int = 10  # previous RR intervals averaged into the local mean RR
     rr_long: int = 300  # previous RR intervals averaged into the long-term (patient) mean RR
+    # Each window minus its running template: the sample-wise median of the `template_window`
+    # beats before it whose pre_local >= `template_gate` (causal, label-free; what the monitor
+    # computes online too). none | add (the difference channels after the plain ones) | replace
+    template: str = "none"
+    template_window: int = 30
+    template_gate: float = 0.9
 
 
 @dataclass
@@ -197,7 +203,11 @@ class PatientModelConfig:
     model: ModelConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
-    init_from: str | None = None  # a common-model checkpoint; None trains from scratch
+    # input views (data.beat.template values): one model per view, probabilities averaged;
+    # "add" also sees each window minus its running template (see BeatConfig)
+    views: list[str] = field(default_factory=lambda: ["none"])
+    # a common-model checkpoint, or a list with one per view (in order); None: from scratch
+    init_from: Any = None
     freeze_conv: bool = False  # with init_from: train only the FC layers
     ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
     # abnormal-beat synthesis (Sci Rep 2017) as augmentation: synth.n_per_class synthetic beats
@@ -396,6 +406,9 @@ def _checks(cfg) -> list[tuple[str, bool, str]]:
             ("data.beat.trio_after", not b.trio or b.trio_after > 0, "> 0 samples"),
             ("data.beat.rr_local", b.rr_local >= 1, ">= 1 beat"),
             ("data.beat.rr_long", b.rr_long >= 1, ">= 1 beat"),
+            ("data.beat.template", b.template in ("none", "add", "replace"),
+             "none, add or replace"),
+            ("data.beat.template_window", b.template_window >= 1, ">= 1 beat"),
         ]
     if "split" in cfg and get(cfg.split, "name", None) == "patient_specific":
         s = cfg.split

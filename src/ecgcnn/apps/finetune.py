@@ -25,7 +25,7 @@ import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.apps.evaluate import load_model, published_for
 from ecgcnn.config import check_config
-from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, TEMPLATES, BeatSet, select_view
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import boundary_sample, patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
@@ -38,9 +38,40 @@ from ecgcnn.training.loop import fit, predict, seed_everything, select_device, v
 log = logging.getLogger(__name__)
 
 
-def _init_model(cfg: DictConfig, in_ch: int, length: int) -> torch.nn.Module:
-    if cfg.init_from:
-        model, _ = load_model(cfg.init_from)
+def view_files(views, ensemble: int) -> list[tuple[str, str]]:
+    """(view, checkpoint file name) of every model of a patient: ``model.pt`` (``model_<k>.pt``
+    for ensembles) is the plain view, what the monitor and the noise stress test load first;
+    another view ``v`` is ``model_<v>.pt`` (``model_<v>_<k>.pt``)."""
+    out = []
+    for v in views:
+        stem = "model" if v == "none" else f"model_{v}"
+        out += [(v, f"{stem}.pt" if ensemble == 1 else f"{stem}_{k}.pt") for k in range(ensemble)]
+    return out
+
+
+def init_paths(cfg: DictConfig) -> list[str | None]:
+    """``init_from`` as one common-model checkpoint (or None) per view."""
+    views, init = list(cfg.views), cfg.init_from
+    if init is None or isinstance(init, str):
+        if init is not None and len(views) > 1:
+            raise EcgError(f"init_from: one checkpoint for {len(views)} views {views}; give a "
+                           f"list with one common model per view, e.g. init_from=[a.pt,b.pt]")
+        return [init] * len(views)
+    init = [str(p) for p in init]
+    if len(init) != len(views):
+        raise EcgError(f"init_from: {len(init)} checkpoints for {len(views)} views {views}")
+    return init
+
+
+def _init_model(cfg: DictConfig, init_from: str | None, view: str, in_ch: int,
+                length: int) -> torch.nn.Module:
+    if init_from:
+        model, ck = load_model(init_from)
+        trained_on = ((ck.get("data") or {}).get("beat") or {}).get("template", "none")
+        if trained_on != view or model.in_channels != in_ch:
+            raise EcgError(f"init_from: {init_from} was trained on '{trained_on}' input "
+                           f"({model.in_channels} channels), view '{view}' has {in_ch} channels "
+                           f"(one common model per view, in the order of views)")
         if cfg.freeze_conv:
             for p in model.features.parameters():
                 p.requires_grad_(False)
@@ -48,6 +79,19 @@ def _init_model(cfg: DictConfig, in_ch: int, length: int) -> torch.nn.Module:
     if cfg.freeze_conv:
         raise EcgError("freeze_conv: needs init_from (a common model) to freeze its conv layers")
     return build_model(cfg.model, in_ch, length, len(RR_FEATURES), len(CLASSES))
+
+
+def prepared_template(views) -> str:
+    """The ``data.beat.template`` that every view can be cut from (see ``select_view``)."""
+    bad = [v for v in views if v not in TEMPLATES]
+    if bad or not views:
+        raise EcgError(f"views: {bad or 'empty'} (each one of {TEMPLATES})")
+    return views[0] if len(set(views)) == 1 else "add"
+
+
+def view_data(data_cfg: DictConfig, view: str) -> DictConfig:
+    """The data settings a model of input ``view`` was trained with (stored in its checkpoint)."""
+    return OmegaConf.merge(data_cfg, {"beat": {"template": view}})
 
 
 def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) -> dict:
@@ -70,53 +114,73 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         raise EcgError(f"record: '{rec}' is not one of the split's patients (split.records)")
     if cfg.ensemble < 1:
         raise EcgError(f"ensemble: must be >= 1, got {cfg.ensemble}")
+    views = list(cfg.views)
+    prepared = prepared_template(views)
+    inits = init_paths(cfg)
     done = _finished(Path(out_dir), cfg) if cfg.trainer.resume else None
     if done is not None:
         return done  # a rerun of a killed multirun: this patient had finished
+    data_cfg = view_data(cfg.data, prepared)
     if beats is None:
         needed = sorted(set(cfg.split.common_records) | {rec}
                         | (set(cfg.split.records) if cfg.synth.n_per_class > 0 else set()))
-        beats = load_beats(cfg.data, records=needed).beats
+        beats = load_beats(data_cfg, records=needed).beats
     sub = {r: beats[r] for r in set(cfg.split.common_records) | {rec} if r in beats}
     if cfg.train_peaks == "detector":
         from ecgcnn.monitor.align import detector_aligned
 
         before = boundary_sample(cfg.split.minutes, cfg.data.fs)
-        sub[rec] = detector_aligned(sub[rec], cfg.data, rec, before)
+        sub[rec] = detector_aligned(sub[rec], data_cfg, rec, before)
     elif cfg.train_peaks != "annotations":
         raise EcgError(f"train_peaks: unknown '{cfg.train_peaks}' (annotations | detector)")
+    plain = len(cfg.data.leads) * (2 if cfg.data.beat.trio else 1)
+    want = plain * (2 if prepared == "add" else 1)
+    got = {r: b.x.shape[1] for r, b in sub.items() if b.x.shape[1] != want}
+    if got:
+        raise EcgError(f"views {views}: beats of records {sorted(got)} have {set(got.values())} "
+                       f"channels, expected {want} (prepare them with "
+                       f"data.beat.template={prepared})")
     split = OmegaConf.merge(cfg.split, {"records": [rec]})
     common, patients = patient_specific(sub, split, cfg.data.fs)
     patient = patients[rec]
     train_all = patient_train_set(common, patient)
     if cfg.synth.n_per_class > 0:
+        if prepared != "none":
+            raise EcgError("synth.n_per_class: synthetic beats have no running template; "
+                           "use them with views=[none]")
         train_all = BeatSet.concat([train_all, synthetic_beats(cfg, beats, rec, patient.own_train)])
-    train_set, val_set = validation_split(train_all, cfg.trainer.val_fraction, cfg.trainer.seed)
+    train_full, val_full = validation_split(train_all, cfg.trainer.val_fraction, cfg.trainer.seed)
     device = select_device(cfg.trainer.device)
 
     out_dir = Path(out_dir)
+    files = iter(view_files(views, cfg.ensemble))
     probs, n_params = None, 0
-    for k in range(cfg.ensemble):
-        tcfg = OmegaConf.merge(cfg.trainer, {"seed": cfg.trainer.seed + k, "progress": False})
-        seed_everything(tcfg.seed)  # the initial weights depend on the seed alone, not on history
-        model = _init_model(cfg, train_all.x.shape[1], train_all.x.shape[2])
-        fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
-        p = predict(model, patient.test, device)
-        probs = p if probs is None else probs + p
-        n_params = sum(q.numel() for q in model.parameters())
-        save_checkpoint({
-            "model": model.state_dict(), "model_args": model.model_args, "classes": list(CLASSES),
-            "epoch": -1, "best_metric": float("nan"), "record": rec,
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
-            "rr_features": list(RR_FEATURES),
-        }, out_dir / (f"model_{k}.pt" if cfg.ensemble > 1 else "model.pt"))
+    for view, init in zip(views, inits):
+        def cut(b, v=view):
+            return None if b is None else select_view(b, prepared, v, plain)
+
+        train_set, val_set, test = cut(train_full), cut(val_full), cut(patient.test)
+        for k in range(cfg.ensemble):
+            tcfg = OmegaConf.merge(cfg.trainer, {"seed": cfg.trainer.seed + k, "progress": False})
+            seed_everything(tcfg.seed)  # the initial weights depend on the seed alone
+            model = _init_model(cfg, init, view, train_set.x.shape[1], train_set.x.shape[2])
+            fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
+            p = predict(model, test, device)
+            probs = p if probs is None else probs + p
+            n_params += sum(q.numel() for q in model.parameters())
+            save_checkpoint({
+                "model": model.state_dict(), "model_args": model.model_args,
+                "classes": list(CLASSES), "epoch": -1, "best_metric": float("nan"),
+                "record": rec, "view": view, "config": OmegaConf.to_container(cfg, resolve=True),
+                "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
+                "rr_features": list(RR_FEATURES),
+            }, out_dir / next(files)[1])
     pred = probs.argmax(1)
     metrics = score(patient.test.y, pred, records=patient.test.record)
     metrics.update({
         "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
         "train_counts": train_all.counts(), "test_counts": patient.test.counts(),
-        "parameters": n_params, "ensemble": int(cfg.ensemble),
+        "parameters": n_params, "ensemble": int(cfg.ensemble), "views": views,
         "seconds": round(time.perf_counter() - t0, 3),
     })
     if cfg.report:

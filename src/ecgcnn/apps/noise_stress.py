@@ -82,36 +82,42 @@ def load_noises(ncfg, n: int, fs: float) -> dict[str, np.ndarray]:
     return {t: out[t] for t in ncfg.types}
 
 
-def _load_models(path_dir: Path, ensemble: int):
+def _load_models(path_dir: Path, views, ensemble: int):
+    """The patient's models as ``(view, model)`` pairs (``finetune.view_files``) and the plain
+    view's checkpoint (its data settings)."""
     from ecgcnn.apps.evaluate import load_model
+    from ecgcnn.apps.finetune import view_files
     from ecgcnn.data.beats import RR_FEATURES
 
-    names = ["model.pt"] if ensemble == 1 else [f"model_{k}.pt" for k in range(ensemble)]
     models, ck = [], None
-    for name in names:
+    for view, name in view_files(views, ensemble):
         p = path_dir / name
         if not p.is_file():
-            raise EcgError(f"{p}: patient model not found (models_dir / ensemble)")
-        model, ck = load_model(p)
+            raise EcgError(f"{p}: patient model not found (models_dir / views / ensemble)")
+        model, c = load_model(p)
         if model.n_rr and model.n_rr != len(RR_FEATURES):
             raise EcgError(f"{p}: model takes {model.n_rr} RR features, this code extracts "
                            f"{len(RR_FEATURES)} (retrain it: leave models_dir unset)")
-        models.append(model)
+        models.append((view, model))
+        ck = ck or c
     return models, ck
 
 
 def _score(models, rec, data_cfg, boundary: int, common: set, mask: np.ndarray) -> dict:
-    """Confusions of a (noisy) record's test beats: all, and those in noise-on segments."""
+    """Confusions of a (noisy) record's test beats: all, and those in noise-on segments.
+    ``data_cfg``: prepared so that every model's view can be cut from it."""
     import torch
 
-    from ecgcnn.data.beats import extract_beats
+    from ecgcnn.data.beats import extract_beats, select_view
     from ecgcnn.evaluation.aami import confusion
     from ecgcnn.training.loop import predict
 
     beats, _ = extract_beats(rec, data_cfg)
     sel = (beats.sample >= boundary) & ~np.isin(beats.keys(), list(common))
     test = beats.subset(sel)
-    probs = sum(predict(m, test, torch.device("cpu")) for m in models)
+    plain = len(data_cfg.leads) * (2 if data_cfg.beat.trio else 1)
+    probs = sum(predict(m, select_view(test, data_cfg.beat.template, v, plain),
+                        torch.device("cpu")) for v, m in models)
     pred = probs.argmax(1)
     # beat samples are at the model's rate, the mask at the record's
     at = np.clip(np.round(test.sample * rec.fs / data_cfg.fs).astype(np.int64), 0, len(mask) - 1)
@@ -145,7 +151,7 @@ def noisy_records(rec, noises: dict, ncfg, noise_fs: float = NSTDB_FS):
 def run_patient(record: str) -> dict:
     """Train (or load) one patient's model and score it clean and under every noise condition."""
     from ecgcnn.apps.evaluate import checkpoint_data_config
-    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.apps.finetune import finetune_patient, prepared_template, view_data
     from ecgcnn.data.io import read_record
     from ecgcnn.data.splits import boundary_sample
 
@@ -158,8 +164,9 @@ def run_patient(record: str) -> dict:
         mdir = out / "models" / sub
         finetune_patient(finetune_config(cfg, record), mdir, beats=_STATE.get("beats"))
     t_train = time.perf_counter() - t0
-    models, ck = _load_models(mdir, int(cfg.ensemble))
-    dcfg = checkpoint_data_config(ck, cfg.data, source=str(mdir))
+    models, ck = _load_models(mdir, list(cfg.views), int(cfg.ensemble))
+    dcfg = view_data(checkpoint_data_config(ck, cfg.data, source=str(mdir)),
+                     prepared_template(list(cfg.views)))
     rec = read_record(dcfg.root, record, leads=list(dcfg.leads), annotator=dcfg.annotator)
     mask = nst_mask(rec.n_samples, rec.fs, cfg.noise.clean_minutes, cfg.noise.segment_minutes)
     b = boundary_sample(cfg.split.minutes, dcfg.fs)
@@ -278,8 +285,9 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
         raise EcgError(f"workers: must be >= 1, got {cfg.workers}")
     if not cfg.noise.snr_db:
         raise EcgError("noise.snr_db: empty")
-    if cfg.ensemble != 1 and cfg.monitor_snr_db:
-        raise EcgError("monitor_snr_db: the monitor streams one model; needs ensemble=1")
+    if (cfg.ensemble != 1 or len(cfg.views) != 1) and cfg.monitor_snr_db:
+        raise EcgError("monitor_snr_db: the monitor streams one model; needs ensemble=1 and "
+                       "one view")
     if cfg.noise.measure not in ("nst", "segments"):
         raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
     # at the noise records' own rate: noisy_records resamples to a record's rate if it differs
@@ -287,7 +295,9 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
     # the common set is drawn from clean beats exactly as ecgcnn-finetune draws it, so the test
     # beats here are the finetune test beats (models_dir models must share these settings)
     need = sorted(set(cfg.split.common_records) | ({*records} if not cfg.models_dir else set()))
-    beats = load_beats(cfg.data, records=need).beats
+    from ecgcnn.apps.finetune import prepared_template, view_data
+
+    beats = load_beats(view_data(cfg.data, prepared_template(list(cfg.views))), records=need).beats
     common = draw_common_set(beats, list(cfg.split.common_records), dict(cfg.split.common_counts),
                              cfg.split.common_seed)
     state = {"cfg": cfg, "out": out_dir, "noises": noises, "beats": beats,

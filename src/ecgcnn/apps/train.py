@@ -34,14 +34,16 @@ def check_split_records(data_cfg: DictConfig, records) -> None:
                        f"data.records {allowed} (set data.records=[] to allow every record)")
 
 
-def training_beats(cfg: DictConfig) -> BeatSet:
-    """The beats a split trains on: DS1 (inter-patient) or the common set [+ first minutes]."""
+def training_beats(cfg: DictConfig, beats: dict[str, BeatSet] | None = None) -> BeatSet:
+    """The beats a split trains on: DS1 (inter-patient) or the common set [+ first minutes].
+    ``beats``: record -> beats already prepared with ``cfg.data`` (loaded when None)."""
     train_recs, _ = split_records(cfg.split)
     check_split_records(cfg.data, train_recs)
-    data = load_beats(cfg.data, records=train_recs)
+    if beats is None:
+        beats = load_beats(cfg.data, records=train_recs).beats
     if cfg.split.name == "inter_patient":
-        return BeatSet.concat([data.beats[r] for r in cfg.split.train_records])
-    common, patients = patient_specific(data.beats, cfg.split, cfg.data.fs)
+        return BeatSet.concat([beats[r] for r in cfg.split.train_records])
+    common, patients = patient_specific(beats, cfg.split, cfg.data.fs)
     if cfg.train_on == "common":
         return common
     if cfg.train_on == "all":
@@ -65,13 +67,14 @@ def _init_distributed(device: str) -> bool:
     return True
 
 
-def train(cfg: DictConfig, out_dir: Path) -> dict:
+def train(cfg: DictConfig, out_dir: Path, beats: dict[str, BeatSet] | None = None) -> dict:
     """Train on ``cfg.split``'s training beats; write best.pt, last.pt, metrics.csv,
-    train_summary.json into ``out_dir`` (rank 0 only). Returns the summary."""
+    train_summary.json into ``out_dir`` (rank 0 only). Returns the summary. ``beats``: record ->
+    beats prepared with ``cfg.data`` (read from the cache when None)."""
     check_config(cfg)
     started = _init_distributed(cfg.trainer.device)
     try:
-        beats = training_beats(cfg)
+        beats = training_beats(cfg, beats)
         train_set, val_set = validation_split(beats, cfg.trainer.val_fraction, cfg.trainer.seed)
         # The initial weights draw from the global RNG: seed it here, or they depend on whatever
         # ran before in this process (another run, a cache miss) and "same seed" means nothing.

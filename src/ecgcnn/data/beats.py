@@ -35,6 +35,9 @@ RR_FEATURES: tuple[str, ...] = (
 )
 
 NORMALIZE = ("none", "beat_zscore", "beat_minmax", "record")
+#: ``data.beat.template``: the plain windows, plus (add) or instead of (replace) each window
+#: minus its running template (:func:`running_median` of the recent non-premature beats).
+TEMPLATES = ("none", "add", "replace")
 
 
 @dataclass
@@ -127,6 +130,58 @@ def _windows(x: np.ndarray, centers: np.ndarray, before: int, after: int, length
     return x[i0] * (1 - frac) + x[i1] * frac
 
 
+def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """``(n, ...)`` beats in time order -> for each beat the element-wise median of the last
+    ``window`` eligible beats before it (not itself; causal, label-free). A beat with no
+    eligible beat before it is its own reference. ``eligible``: boolean ``(n,)``, None = all."""
+    if window < 1:
+        raise EcgError(f"template window: need at least 1 beat, got {window}")
+    if eligible is None:
+        eligible = np.ones(len(x), bool)
+    if len(eligible) != len(x):
+        raise EcgError(f"template: {len(eligible)} eligibility flags for {len(x)} beats")
+    pool = np.flatnonzero(eligible)
+    hi = np.searchsorted(pool, np.arange(len(x)))  # eligible beats before i: pool[:hi]
+    idx = hi[:, None] - window + np.arange(window)[None, :]  # (n, window) into pool
+    ok = idx >= 0
+    src = np.where(ok, pool[np.clip(idx, 0, max(len(pool) - 1, 0))] if len(pool) else 0, -1)
+    out = np.empty_like(x)
+    full = ok.all(axis=1)
+    if full.any():
+        out[full] = np.median(x[src[full]], axis=1)
+    for i in np.flatnonzero(~full):
+        members = src[i][ok[i]]
+        out[i] = np.median(x[members], axis=0) if len(members) else x[i]
+    return out
+
+
+def with_template(x: np.ndarray, rr: np.ndarray, b) -> np.ndarray:
+    """Windows ``(n, C, T)`` of one record in time order as ``data.beat.template`` wants them:
+    unchanged (none), followed by (add) or replaced by (replace) their differences from the
+    running template; ``rr``: the beats' RR features (``pre_local`` gates the template)."""
+    if b.template not in TEMPLATES:
+        raise EcgError(f"data.beat.template: unknown '{b.template}' (choose from {TEMPLATES})")
+    if b.template == "none":
+        return x
+    eligible = rr[:, RR_FEATURES.index("pre_local")] >= b.template_gate
+    diffs = (x - running_median(x, int(b.template_window), eligible)).astype(np.float32)
+    return np.concatenate([x, diffs], axis=1) if b.template == "add" else diffs
+
+
+def select_view(beats: BeatSet, prepared: str, view: str, plain_channels: int) -> BeatSet:
+    """The beats as a model of input ``view`` (a ``TEMPLATES`` value) sees them, cut from beats
+    prepared with ``data.beat.template = prepared``. ``add`` holds the others: its first
+    ``plain_channels`` channels are the plain windows, the rest their template differences."""
+    if view == prepared:
+        return beats
+    if prepared != "add" or view not in TEMPLATES:
+        raise EcgError(f"views: '{view}' cannot be cut from beats prepared with "
+                       f"data.beat.template={prepared} (prepare with 'add')")
+    ch = slice(0, plain_channels) if view == "none" else slice(plain_channels, None)
+    return BeatSet(**{f.name: getattr(beats, f.name)[:, ch] if f.name == "x"
+                      else getattr(beats, f.name) for f in fields(BeatSet)})
+
+
 def extract_beats(rec: Record, cfg) -> tuple[BeatSet, int]:
     """Filter a record and cut one window (plus optional trio) per AAMI-labelled beat.
 
@@ -192,6 +247,8 @@ def extract_beats(rec: Record, cfg) -> tuple[BeatSet, int]:
     elif b.normalize == "beat_minmax":
         lo, hi = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
         x = (x - lo) / (hi - lo + 1e-6)
+
+    x = with_template(x, rr[keep], b)
 
     lut = {s: CLASSES.index(c) for s, c in AAMI_MAP.items()}
     y = np.array([lut[s] for s in sym[keep]], dtype=np.int64)

@@ -77,6 +77,10 @@ ACTIVATIONS: dict[str, Callable[[float], nn.Module]] = {
     "swish": lambda p: Swish(p),
 }
 
+#: Activations that are non-decreasing for every parameter value in training too (so they
+#: commute with max pooling); prelu (a learned slope) and rrelu (random slopes) are left out.
+POOL_FIRST = frozenset({"relu", "relu6", "tanh", "sigmoid", "softplus", "leaky_relu", "elu"})
+
 POOLS: dict[str, type[nn.Module] | None] = {"max": nn.MaxPool1d, "avg": nn.AvgPool1d, "none": None}
 
 
@@ -188,6 +192,7 @@ class CNN1D(nn.Module):
         }
 
         blocks: list[nn.Module] = []
+        self._order: list[list[int]] = []  # per block, the order its layers are called in
         channels, samples = in_channels, length
         for i, spec in enumerate(conv):
             _check_spec(i, spec)
@@ -210,6 +215,14 @@ class CNN1D(nn.Module):
                 layers.append(pool(spec.pool_size, stride=spec.pool_stride))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
+            # Max pooling commutes with a non-decreasing activation: pooling first computes
+            # the same outputs with the activation on 1/pool_size of the samples. Only the
+            # order of the calls changes, not the modules (checkpoints keep their keys).
+            order = list(range(len(layers)))
+            if spec.pool == "max" and activation in POOL_FIRST:
+                a = 2 if batch_norm else 1  # index of the activation; the pool follows it
+                order[a], order[a + 1] = a + 1, a
+            self._order.append(order)
             blocks.append(nn.Sequential(*layers))
             channels, samples = spec.channels, out
         self.features = nn.Sequential(*blocks)
@@ -242,7 +255,10 @@ class CNN1D(nn.Module):
                 f"model input: expected (B, {self.in_channels}, {self.length}) windows, "
                 f"got {tuple(x.shape)}"
             )
-        z = self.features(x)  # (B, C, T) -> (B, C_last, T_last)
+        z = x
+        for block, order in zip(self.features, self._order):
+            for i in order:
+                z = block[i](z)  # (B, C, T) -> (B, C_last, T_last) after the last block
         z = z.flatten(1)  # -> (B, C_last * T_last)
         if self.n_rr:
             if rr is None or rr.dim() != 2 or rr.shape[1] != self.n_rr:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ecgcnn.data.beats import TEMPLATES, running_median
 from ecgcnn.errors import EcgError
 
 BEAT_SCALES = ("none", "std", "running")
-TEMPLATES = ("none", "add", "replace")
 
 
 def unit_scale(x: np.ndarray) -> np.ndarray:
@@ -54,17 +54,7 @@ def running_template(x: np.ndarray, window: int, history: np.ndarray | None = No
     template (e.g. not premature ones, so that a run of ectopic beats does not become the
     reference). A beat with no eligible past is its own template."""
     past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
-    seq = np.concatenate([past, x])
-    if eligible is not None and len(eligible) != len(seq):
-        raise EcgError(f"template: {len(eligible)} eligibility flags for {len(seq)} beats")
-    pool = np.arange(len(seq)) if eligible is None else np.flatnonzero(eligible)
-    out = np.empty_like(x)
-    for i in range(len(x)):
-        j = len(past) + i  # index of beat i in seq
-        hi = np.searchsorted(pool, j)  # eligible beats before j: pool[:hi]
-        members = pool[max(0, hi - window):hi]
-        out[i] = np.median(seq[members], axis=0) if len(members) else seq[j]
-    return out
+    return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
 
 
 def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,
