@@ -10,8 +10,10 @@ import sys
 import numpy as np
 import pytest
 from conftest import compose
+from omegaconf import OmegaConf
 
 from ecgcnn.apps.finetune import finetune_patient, summarize
+from ecgcnn.errors import EcgError
 from ecgcnn.evaluation.aami import score
 
 pytestmark = pytest.mark.slow
@@ -45,6 +47,35 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
     before = int((~after).sum())
     assert sum(m["train_counts"].values()) == 245 + before - int((~after & in_common).sum())
     assert sum(sum(r) for r in m["confusion"]) == m["n_beats"]
+
+    # two views (configs/finetune.yaml): the plain model is model.pt, the template one
+    # model_add.pt; each checkpoint names its input, and the patient's classes are the argmax
+    # of their averaged probabilities
+    import torch
+
+    from ecgcnn.apps.evaluate import checkpoint_data_config, load_model
+    from ecgcnn.data.splits import patient_specific
+    from ecgcnn.training.loop import predict
+
+    assert m["views"] == ["none", "add"]
+    probs = 0
+    for name, view in (("model.pt", "none"), ("model_add.pt", "add")):
+        model, ck = load_model(tmp_path / name)
+        assert ck["view"] == view and ck["data"]["beat"]["template"] == view
+        assert model.in_channels == (2 if view == "none" else 4)
+        dc = checkpoint_data_config(ck, cfg.data)
+        recs = sorted(set(cfg.split.common_records) | {"119"})
+        split = OmegaConf.merge(cfg.split, {"records": ["119"]})
+        test = patient_specific(load_beats(dc, records=recs).beats, split, 360.0)[1]["119"].test
+        probs = probs + predict(model, test, torch.device("cpu"))
+    assert score(test.y, probs.argmax(1))["confusion"] == m["confusion"]
+
+    # a common model of the other view is refused, naming the file
+    bad = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
+                               "split.minutes=3", *FAST,
+                               f"init_from=[{tmp_path / 'model_add.pt'},{tmp_path / 'model.pt'}]"])
+    with pytest.raises(EcgError, match="model_add.pt was trained on 'add' input"):
+        finetune_patient(bad, tmp_path / "bad")
 
 
 def test_summary_gross_equals_concatenated_confusions(tmp_path):

@@ -192,3 +192,30 @@ def test_wrong_input_shape_raises():
         model(torch.zeros(2, 2, 8), torch.zeros(2, 2))
     with pytest.raises(EcgError, match=r"expected \(B, 2\) RR features, got None"):
         model(torch.zeros(2, 1, 8), None)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "swish", "prelu"])
+def test_max_pooling_before_a_monotonic_activation_changes_nothing(activation):
+    """Training runs max pooling before tanh/relu (cheaper), in the modules' order otherwise;
+    outputs and gradients are those of the declared order (activation, then pooling)."""
+    torch.manual_seed(0)
+    m = tiny(in_channels=2, length=32, activation=activation,
+             conv=[ConvSpec(8, 5, pool="max", pool_size=3, pool_stride=3),
+                   ConvSpec(4, 3, pool="max", pool_size=2, pool_stride=2)])
+    reordered = [o != sorted(o) for o in m._order]
+    assert reordered == [activation in ("tanh", "relu")] * 2
+    assert sorted(m.state_dict()) == sorted(copy.deepcopy(m).state_dict())
+    x, rr = torch.randn(16, 2, 32), torch.randn(16, 2)
+
+    def run(order):
+        m._order = order
+        m.zero_grad()
+        out = m(x, rr)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in m.parameters()]
+
+    fast = run([list(o) for o in m._order])
+    plain = run([list(range(len(b))) for b in m.features])  # conv, act, pool: as declared
+    assert torch.equal(fast[0], plain[0])
+    for a, b in zip(fast[1], plain[1]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -159,10 +159,12 @@ def _stream(x, cfg=None, chunk_s=1.0, classifier=width_classifier, alarms=None):
     return replay(x, FS, st, classifier, chunk_s, alarms=alarms), st
 
 
-@pytest.mark.parametrize("kind", ["bandpass", "median+bandpass"])
-def test_streamed_windows_equal_extract_beats(kind):
+@pytest.mark.parametrize("kind,template", [("bandpass", "none"), ("median+bandpass", "none"),
+                                           ("bandpass", "add"), ("bandpass", "replace")])
+def test_streamed_windows_equal_extract_beats(kind, template):
     x = ecg(schedule(75.0, rr=0.75, vt_at=30.0), 75.0, seed=3)
-    cfg = OmegaConf.merge(data_cfg(), {"filter": {"kind": kind}})
+    cfg = OmegaConf.merge(data_cfg(), {"filter": {"kind": kind},
+                                       "beat": {"template": template, "template_window": 8}})
     st = BeatStream(cfg, FS, 1)
     xs, rrs, smp = [], [], []
     for s in range(0, x.size, 360):
@@ -183,6 +185,7 @@ def test_streamed_windows_equal_extract_beats(kind):
     np.testing.assert_allclose(rrs, rr_features(peaks, FS, 10, 300)[np.isin(peaks, smp)],
                                rtol=1e-6)
     assert rrs.shape[1] == off.rr.shape[1]
+    assert xs.shape[1] == st.channels == {"none": 2, "add": 4, "replace": 2}[template]
 
 
 def test_synthetic_vt_run_raises_exactly_one_vt_alarm():

@@ -26,6 +26,7 @@ classifier and an optional alarm engine, and times each beat's decision.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -34,7 +35,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.signal as sps
 
-from ecgcnn.data.beats import NORMALIZE, RR_FEATURES, _windows, rr_features
+from ecgcnn.data.beats import NORMALIZE, RR_FEATURES, TEMPLATES, _windows, rr_features
 from ecgcnn.data.preprocess import apply_filter, bandpass, remove_baseline_median
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.qrs import StreamingQRSDetector
@@ -160,7 +161,15 @@ class BeatStream:
         self.after = max(b.after, b.trio_after if b.trio else 0)
         self.margin = round(margin_s * fs)
         self.delay_samples = self.after + self.margin
-        self.channels = n_leads * (2 if b.trio else 1)
+        self.plain_channels = n_leads * (2 if b.trio else 1)
+        template = getattr(b, "template", "none")
+        if template not in TEMPLATES:
+            raise EcgError(f"data.beat.template: unknown '{template}' (choose from {TEMPLATES})")
+        self.template = template
+        self.channels = self.plain_channels * (2 if template == "add" else 1)
+        # running template (extract_beats' with_template, beat by beat): the plain windows of
+        # the last template_window beats with pre_local >= template_gate
+        self._history: deque[np.ndarray] = deque(maxlen=int(getattr(b, "template_window", 30)))
         # Same anti-alias width as extract_beats uses before decimating the trio window.
         self.trio_k = max(1, int((b.trio_before + b.trio_after) / b.length)) if b.trio else 0
         self.detector = StreamingQRSDetector(fs, **(detector or {}))
@@ -242,7 +251,7 @@ class BeatStream:
         lo = centers - self.before - self.margin
         hi = centers + self.after + self.margin
         inner = (lo >= 0) & (hi <= self._n)  # full segments: filtered together, one call
-        x = np.zeros((len(idx), self.channels, b.length), np.float32)
+        x = np.zeros((len(idx), self.plain_channels, b.length), np.float32)
         groups = [np.flatnonzero(inner)] + [np.array([k]) for k in np.flatnonzero(~inner)]
         for g in groups:
             if g.size:
@@ -253,7 +262,23 @@ class BeatStream:
             mn, mx = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
             x = (x - mn) / (mx - mn + 1e-6)
         ready = np.full(len(idx), self._n, dtype=np.int64)
-        return BeatBatch(centers, x.astype(np.float32), self._rr(idx), ready)
+        rr = self._rr(idx)
+        return BeatBatch(centers, self._templated(x.astype(np.float32), rr), rr, ready)
+
+    def _templated(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        """``data.beat.template`` applied online: each beat minus the median of the eligible
+        beats before it (the same values as ``extract_beats`` on the same peaks)."""
+        if self.template == "none":
+            return x
+        gate = self.beat.template_gate
+        pre_local = rr[:, RR_FEATURES.index("pre_local")]
+        diffs = np.empty_like(x)
+        for i in range(len(x)):
+            ref = np.median(np.stack(self._history), axis=0) if self._history else x[i]
+            diffs[i] = x[i] - ref
+            if pre_local[i] >= gate:
+                self._history.append(x[i].copy())
+        return np.concatenate([x, diffs], axis=1) if self.template == "add" else diffs
 
     def _windows(self, centers: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Windows of beats whose segments ``[lo, hi)`` all have the same length."""
