@@ -299,8 +299,10 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
 def test_end_to_end_real_patient_reusing_models_dir(tmp_path, mitdb, nstdb):
     over = [f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'c'}", "records=[208]",
             'split.common_records=["100","208"]', *_counts(N=20, S=2, V=20, F=5),
-            "trainer.max_epochs=3", "workers=1", f"noise.root={nstdb}", "noise.snr_db=[12,-6]"]
+            "trainer.max_epochs=3", "workers=1", f"noise.root={nstdb}", "noise.snr_db=[12,-6]",
+            "views=[none,add]"]  # two views, as the benchmark's patients: both models score
     first = noise_stress(compose("noise_stress", over), tmp_path / "a")
+    assert (tmp_path / "a" / "models" / "208_m5" / "model_add.pt").is_file()
     again = noise_stress(compose("noise_stress", [*over, f"models_dir={tmp_path / 'a' / 'models'}"]),
                          tmp_path / "b")
     assert not (tmp_path / "b" / "models").exists()
