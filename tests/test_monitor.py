@@ -340,3 +340,20 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     xb = rng.normal(size=(64, 2, 128)).astype(np.float32)
     rb = rng.random((64, len(RR_FEATURES))).astype(np.float32) + 0.5
     np.testing.assert_allclose(fused(xb, rb), plain(xb, rb), atol=1e-5)
+    # the finetune default trains two views: the monitor averages them (also=[model_add.pt]),
+    # cutting each model's channels from one running-template stream
+    from ecgcnn.apps.evaluate import checkpoint_data_config
+    from ecgcnn.apps.monitor import _averaged
+
+    ck_add = tmp_path / "model" / "model_add.pt"
+    mc = compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",
+                             f"data.root={mitdb}", "max_duration_s=120", "plot.enabled=false"])
+    clf, ckd, classes = load_classifier(ck, "torch")
+    clf_add, _, _ = load_classifier(ck_add, "torch")
+    both, dcfg = _averaged(mc, clf, checkpoint_data_config(ckd, mc.data), classes)
+    assert dcfg.beat.template == "add"
+    x4 = rng.normal(size=(64, 4, 128)).astype(np.float32)
+    np.testing.assert_allclose(both(x4, rb), (clf(x4[:, :2], rb) + clf_add(x4, rb)) / 2,
+                               atol=1e-6)
+    s2 = monitor(mc, tmp_path / "mon2")
+    assert s2["beats_classified"] > 100

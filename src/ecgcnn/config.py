@@ -287,6 +287,9 @@ class MonitorConfig:
     columns: list[int] = field(default_factory=lambda: [0])  # input= columns, one per lead
     leads: list[str] = field(default_factory=list)  # record= leads; [] -> the model's leads
     checkpoint: str = MISSING  # checkpoint (best.pt / model.pt) or exported model.pt / .onnx
+    # more models of the same patient (e.g. [<run>/208_m5/model_add.pt], the other input view
+    # of a two-view patient): every beat's probabilities are averaged over all the models
+    also: list[str] = field(default_factory=list)
     engine: str = "fused"  # fused (export.runtime, BN folded) | torch (the nn.Module as trained)
     chunk_s: float = 1.0
     realtime: bool = False

@@ -210,6 +210,38 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
 
 
 # ----------------------------------------------------------------------------- app
+def _averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes):
+    """One classifier averaging ``checkpoint`` and every ``also`` model, and the beat settings
+    that serve them all: the models may differ in their input view (``data.beat.template``)
+    only, and the stream then cuts every model's channels from the running-template superset."""
+    from ecgcnn.apps.evaluate import checkpoint_data_config
+    from ecgcnn.apps.finetune import prepared_template, view_data
+    from ecgcnn.data.beats import view_slice
+
+    def key(d):
+        c = OmegaConf.to_container(d, resolve=True)
+        c["beat"] = {k: v for k, v in c["beat"].items() if k != "template"}
+        return c
+
+    models = [(first, first_data)]
+    for path in cfg.also:
+        clf, ck, cls = load_classifier(path, cfg.engine)
+        d = checkpoint_data_config(ck, cfg.data, source=path)
+        if list(cls) != list(classes) or key(d) != key(first_data):
+            raise EcgError(f"also: {path} does not fit {cfg.checkpoint}: the models must share "
+                           "classes and beat settings (they may differ in data.beat.template)")
+        models.append((clf, d))
+    prepared = prepared_template([d.beat.template for _, d in models])
+    plain = len(first_data.leads) * (2 if first_data.beat.trio else 1)
+
+    cuts = [(clf, view_slice(prepared, d.beat.template, plain)) for clf, d in models]
+
+    def classify(x, rr):
+        return sum(clf(np.ascontiguousarray(x[:, ch]), rr) for clf, ch in cuts) / len(cuts)
+
+    return classify, view_data(first_data, prepared)
+
+
 def _pct(v, q):
     return round(float(np.percentile(v, q)), 3) if len(v) else None
 
@@ -243,6 +275,8 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
                            "(e.g. checkpoint=outputs/finetune/<run>/model.pt)")
         classifier, ck, classes = load_classifier(cfg.checkpoint, cfg.engine)
         data_cfg = checkpoint_data_config(ck, cfg.data, source=cfg.checkpoint)
+        if cfg.also:
+            classifier, data_cfg = _averaged(cfg, classifier, data_cfg, classes)
     elif data_cfg is None:
         raise EcgError("monitor: a classifier callable needs its data_cfg")
     classes = list(classes or CLASSES)

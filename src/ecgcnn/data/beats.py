@@ -168,16 +168,23 @@ def with_template(x: np.ndarray, rr: np.ndarray, b) -> np.ndarray:
     return np.concatenate([x, diffs], axis=1) if b.template == "add" else diffs
 
 
-def select_view(beats: BeatSet, prepared: str, view: str, plain_channels: int) -> BeatSet:
-    """The beats as a model of input ``view`` (a ``TEMPLATES`` value) sees them, cut from beats
-    prepared with ``data.beat.template = prepared``. ``add`` holds the others: its first
-    ``plain_channels`` channels are the plain windows, the rest their template differences."""
+def view_slice(prepared: str, view: str, plain_channels: int) -> slice:
+    """The channels of input ``view`` (a ``TEMPLATES`` value) in windows prepared with
+    ``data.beat.template = prepared``. ``add`` holds the others: its first ``plain_channels``
+    channels are the plain windows, the rest their template differences."""
     if view == prepared:
-        return beats
+        return slice(None)
     if prepared != "add" or view not in TEMPLATES:
         raise EcgError(f"views: '{view}' cannot be cut from beats prepared with "
                        f"data.beat.template={prepared} (prepare with 'add')")
-    ch = slice(0, plain_channels) if view == "none" else slice(plain_channels, None)
+    return slice(0, plain_channels) if view == "none" else slice(plain_channels, None)
+
+
+def select_view(beats: BeatSet, prepared: str, view: str, plain_channels: int) -> BeatSet:
+    """The beats as a model of input ``view`` sees them (see :func:`view_slice`)."""
+    ch = view_slice(prepared, view, plain_channels)
+    if ch == slice(None):
+        return beats
     return BeatSet(**{f.name: getattr(beats, f.name)[:, ch] if f.name == "x"
                       else getattr(beats, f.name) for f in fields(BeatSet)})
 
