@@ -42,6 +42,17 @@ def test_leads_are_selected_by_name(tmp_path):
         read_record(tmp_path, "swap", ["V2"])
 
 
+def test_other_lead_is_the_next_lead_not_named(tmp_path):
+    sig, r, syms = synth_ecg(20)
+    write_record(tmp_path, "two", sig, r, syms, leads=("V5", "MLII"))
+    rec = read_record(tmp_path, "two", ["MLII", "other"])
+    assert rec.leads == ["MLII", "V5"]
+    assert np.allclose(rec.signal[:, 1], sig[:, 0], atol=0.003)
+    assert read_record(tmp_path, "two", ["other"]).leads == ["V5"]
+    with pytest.raises(MissingLeadError, match="no lead other"):
+        read_record(tmp_path, "two", ["MLII", "V5", "other"])
+
+
 def test_aami_mapping_is_ec57():
     groups = {c: sorted(s for s, k in AAMI_MAP.items() if k == c) for c in CLASSES}
     assert groups == {"N": sorted("NLRej"), "S": sorted("AaJS"), "V": ["E", "V"], "F": ["F"],

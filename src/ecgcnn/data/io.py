@@ -79,6 +79,11 @@ def _header(root: Path, name: str) -> wfdb.Record:
         raise EcgError(f"{hea}: header does not parse ({type(exc).__name__}: {exc})") from None
 
 
+#: ``data.leads`` entry meaning "the record's next lead not named in the list" (MIT-BIH's second
+#: lead is V1 in most records, V2, V4 or V5 in some).
+OTHER_LEAD = "other"
+
+
 def read_record(
     root: str | os.PathLike,
     name: str,
@@ -103,6 +108,9 @@ def read_record(
     """
     root = Path(root)
     header = _header(root, name)
+    named = [lead for lead in leads if lead != OTHER_LEAD]
+    spare = [lead for lead in header.sig_name if lead not in named]
+    leads = [lead if lead != OTHER_LEAD else (spare.pop(0) if spare else lead) for lead in leads]
     missing = [lead for lead in leads if lead not in header.sig_name]
     if missing:
         raise MissingLeadError(
