@@ -67,7 +67,9 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
         recs = sorted(set(cfg.split.common_records) | {"119"})
         split = OmegaConf.merge(cfg.split, {"records": ["119"]})
         test = patient_specific(load_beats(dc, records=recs).beats, split, 360.0)[1]["119"].test
-        probs = probs + predict(model, test, torch.device("cpu"))
+        p = predict(model, test, torch.device("cpu"))
+        assert score(test.y, p.argmax(1))["confusion"] == m["view_confusion"][view]
+        probs = probs + p
     assert score(test.y, probs.argmax(1))["confusion"] == m["confusion"]
 
     # a common model of the other view is refused, naming the file
@@ -76,6 +78,29 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
                                f"init_from=[{tmp_path / 'model_add.pt'},{tmp_path / 'model.pt'}]"])
     with pytest.raises(EcgError, match="model_add.pt was trained on 'add' input"):
         finetune_patient(bad, tmp_path / "bad")
+
+
+def test_summary_scores_each_view_alone(tmp_path):
+    rng = np.random.default_rng(1)
+    ys, preds = [], {"none": [], "add": []}
+    for rec in ("100", "101"):
+        y = rng.integers(0, 5, 300)
+        view_pred = {v: np.where(rng.random(300) < 0.7, y, rng.integers(0, 5, 300))
+                     for v in preds}
+        m = score(y, view_pred["none"], records=np.full(300, rec))
+        m.update(record=rec, minutes=5.0, view_confusion={
+            v: score(y, p)["confusion"] for v, p in view_pred.items()})
+        (tmp_path / f"{rec}_m5").mkdir()
+        (tmp_path / f"{rec}_m5" / "metrics.json").write_text(json.dumps(m))
+        ys.append(y)
+        for v, got in preds.items():
+            got.append(view_pred[v])
+    s = summarize(tmp_path)
+    for v, got in preds.items():
+        ref = score(np.concatenate(ys), np.concatenate(got))
+        for k in ("VEB", "SVEB"):
+            assert s["by_view"][v][k] == pytest.approx(ref[k], nan_ok=True)
+    assert "View 'add' alone: VEB Se" in (tmp_path / "report.md").read_text()
 
 
 def test_summary_gross_equals_concatenated_confusions(tmp_path):

@@ -154,7 +154,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
 
     out_dir = Path(out_dir)
     files = iter(view_files(views, cfg.ensemble))
-    probs, n_params = None, 0
+    probs, n_params, by_view = None, 0, {}
     for view, init in zip(views, inits):
         def cut(b, v=view):
             return None if b is None else select_view(b, prepared, v, plain)
@@ -167,6 +167,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
             fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
             p = predict(model, test, device)
             probs = p if probs is None else probs + p
+            by_view[view] = p + by_view.get(view, 0)
             n_params += sum(q.numel() for q in model.parameters())
             save_checkpoint({
                 "model": model.state_dict(), "model_args": model.model_args,
@@ -181,6 +182,9 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
         "train_counts": train_all.counts(), "test_counts": patient.test.counts(),
         "parameters": n_params, "ensemble": int(cfg.ensemble), "views": views,
+        # each view's models alone, to see what the combination adds
+        "view_confusion": {v: score(patient.test.y, p.argmax(1))["confusion"]
+                           for v, p in by_view.items()},
         "seconds": round(time.perf_counter() - t0, 3),
     })
     if cfg.report:
@@ -261,10 +265,18 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
     main_minutes = 5.0 if 5.0 in curves else max(curves)
     summary = curves[main_minutes]
     runs = by_minutes[main_minutes]
+    views = [v for v in next(iter(runs.values())).get("view_confusion", {})]
+    by_view = {}
+    if len(views) > 1 and all(set(m.get("view_confusion", {})) == set(views)
+                              for m in runs.values()):
+        for v in views:
+            g = combine({r: np.asarray(m["view_confusion"][v]) for r, m in runs.items()})
+            by_view[v] = {"VEB": g["VEB"], "SVEB": g["SVEB"]}
     summary.update({
         "split": "patient_specific", "minutes": main_minutes, "n_patients": len(runs),
         "published": published_for("patient_specific"),
         "train_seconds": {r: m.get("seconds") for r, m in sorted(runs.items())},
+        "by_view": by_view,
         "minutes_curve": {str(k): {"VEB": v["VEB"], "SVEB": v["SVEB"], "n_patients":
                                    len(by_minutes[k])} for k, v in curves.items()},
     })
@@ -275,9 +287,14 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
                  f"first {main_minutes:g} min for training",
                  published=summary["published"], extra_figures=figs or None,
                  notes=["Gross figures: summed per-patient confusion matrices (AAMI EC57).",
-                        "Common-set beats are excluded from every test set."])
+                        "Common-set beats are excluded from every test set.",
+                        *[f"View '{v}' alone: {_view_line(g)}." for v, g in by_view.items()]])
     (out_dir / "summary.json").write_bytes((out_dir / "metrics.json").read_bytes())
     return summary
+
+
+def _view_line(g: dict) -> str:
+    return ", ".join(f"{k} Se {pct(g[k]['Se'])} +P {pct(g[k]['PPV'])}" for k in ("VEB", "SVEB"))
 
 
 def _minutes_figure(curves: dict):
@@ -313,7 +330,9 @@ class SummaryCallback(Callback):
 
 
 def _format_summary(s: dict) -> str:
-    return f"{s['n_patients']} patients, gross (AAMI EC57)\n" + console_table(s, s.get("published"))
+    views = "".join(f"\nview '{v}' alone: {_view_line(g)}" for v, g in s.get("by_view", {}).items())
+    return (f"{s['n_patients']} patients, gross (AAMI EC57)\n"
+            + console_table(s, s.get("published")) + views)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
