@@ -69,7 +69,7 @@ def _train_common(job) -> str:
     from ecgcnn.apps import CONFIG_DIR
     from ecgcnn.apps.finetune import view_data
     from ecgcnn.apps.train import train
-    from ecgcnn.data.beats import select_view
+    from ecgcnn.data.beats import plain_channels, select_view
 
     overrides, view, out, minutes, epochs = job
     ft = [o for o in overrides if o.split("=")[0].split(".")[0] in ("data", "model", "split")]
@@ -79,7 +79,7 @@ def _train_common(job) -> str:
             "trainer.num_threads=1", f"trainer.max_epochs={epochs}",
             f"split.minutes={minutes}", *ft])
     cfg.data = view_data(cfg.data, view)
-    plain = len(cfg.data.leads) * (2 if cfg.data.beat.trio else 1)
+    plain = plain_channels(cfg.data)
     beats = {r: select_view(b, _PREPARED, view, plain) for r, b in _BEATS.items()}
     train(cfg, Path(out), beats=beats)
     return str(Path(out) / "best.pt")
@@ -152,7 +152,6 @@ def main(argv=None) -> int:
     if init is not None:
         _CFG.init_from = init if len(views) > 1 else init[0]
     jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
-    ctx = mp.get_context("fork")
     times = []
     with ctx.Pool(args.workers, initializer=_init) as pool:
         for rec, m, sec in pool.imap_unordered(_run, jobs):

@@ -398,6 +398,8 @@ def _checks(cfg) -> list[tuple[str, bool, str]]:
     out = []
     get = getattr
     if "data" in cfg:
+        from ecgcnn.data.beats import TEMPLATES
+
         d, b = cfg.data, cfg.data.beat
         out += [
             ("data.fs", d.fs > 0, "> 0 Hz"),
@@ -409,8 +411,7 @@ def _checks(cfg) -> list[tuple[str, bool, str]]:
             ("data.beat.trio_after", not b.trio or b.trio_after > 0, "> 0 samples"),
             ("data.beat.rr_local", b.rr_local >= 1, ">= 1 beat"),
             ("data.beat.rr_long", b.rr_long >= 1, ">= 1 beat"),
-            ("data.beat.template", b.template in ("none", "add", "replace"),
-             "none, add or replace"),
+            ("data.beat.template", b.template in TEMPLATES, f"one of {', '.join(TEMPLATES)}"),
             ("data.beat.template_window", b.template_window >= 1, ">= 1 beat"),
         ]
     if "split" in cfg and get(cfg.split, "name", None) == "patient_specific":

@@ -25,7 +25,14 @@ import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.apps.evaluate import load_model, published_for
 from ecgcnn.config import check_config
-from ecgcnn.data.beats import CLASSES, RR_FEATURES, TEMPLATES, BeatSet, select_view
+from ecgcnn.data.beats import (
+    CLASSES,
+    RR_FEATURES,
+    TEMPLATES,
+    BeatSet,
+    plain_channels,
+    select_view,
+)
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import boundary_sample, patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
@@ -38,15 +45,17 @@ from ecgcnn.training.loop import fit, predict, seed_everything, select_device, v
 log = logging.getLogger(__name__)
 
 
+def model_file(view: str, k: int, ensemble: int) -> str:
+    """Checkpoint file name of a patient's ``k``-th model of ``view``: ``model.pt``
+    (``model_<k>.pt`` for ensembles) is the plain view, what the monitor and the noise stress
+    test load first; another view ``v`` is ``model_<v>.pt`` (``model_<v>_<k>.pt``)."""
+    stem = "model" if view == "none" else f"model_{view}"
+    return f"{stem}.pt" if ensemble == 1 else f"{stem}_{k}.pt"
+
+
 def view_files(views, ensemble: int) -> list[tuple[str, str]]:
-    """(view, checkpoint file name) of every model of a patient: ``model.pt`` (``model_<k>.pt``
-    for ensembles) is the plain view, what the monitor and the noise stress test load first;
-    another view ``v`` is ``model_<v>.pt`` (``model_<v>_<k>.pt``)."""
-    out = []
-    for v in views:
-        stem = "model" if v == "none" else f"model_{v}"
-        out += [(v, f"{stem}.pt" if ensemble == 1 else f"{stem}_{k}.pt") for k in range(ensemble)]
-    return out
+    """(view, checkpoint file name) of every model of a patient (see :func:`model_file`)."""
+    return [(v, model_file(v, k, ensemble)) for v in views for k in range(ensemble)]
 
 
 def init_paths(cfg: DictConfig) -> list[str | None]:
@@ -133,7 +142,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         sub[rec] = detector_aligned(sub[rec], data_cfg, rec, before)
     elif cfg.train_peaks != "annotations":
         raise EcgError(f"train_peaks: unknown '{cfg.train_peaks}' (annotations | detector)")
-    plain = len(cfg.data.leads) * (2 if cfg.data.beat.trio else 1)
+    plain = plain_channels(cfg.data)
     want = plain * (2 if prepared == "add" else 1)
     got = {r: b.x.shape[1] for r, b in sub.items() if b.x.shape[1] != want}
     if got:
@@ -153,8 +162,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     device = select_device(cfg.trainer.device)
 
     out_dir = Path(out_dir)
-    files = iter(view_files(views, cfg.ensemble))
-    probs, n_params, by_view = None, 0, {}
+    n_params, by_view = 0, {}
     for view, init in zip(views, inits):
         def cut(b, v=view):
             return None if b is None else select_view(b, prepared, v, plain)
@@ -165,9 +173,7 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
             seed_everything(tcfg.seed)  # the initial weights depend on the seed alone
             model = _init_model(cfg, init, view, train_set.x.shape[1], train_set.x.shape[2])
             fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
-            p = predict(model, test, device)
-            probs = p if probs is None else probs + p
-            by_view[view] = p + by_view.get(view, 0)
+            by_view[view] = predict(model, test, device) + by_view.get(view, 0)
             n_params += sum(q.numel() for q in model.parameters())
             save_checkpoint({
                 "model": model.state_dict(), "model_args": model.model_args,
@@ -175,8 +181,8 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
                 "record": rec, "view": view, "config": OmegaConf.to_container(cfg, resolve=True),
                 "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
                 "rr_features": list(RR_FEATURES),
-            }, out_dir / next(files)[1])
-    pred = probs.argmax(1)
+            }, out_dir / model_file(view, k, cfg.ensemble))
+    pred = sum(by_view.values()).argmax(1)
     metrics = score(patient.test.y, pred, records=patient.test.record)
     metrics.update({
         "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
@@ -265,7 +271,7 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
     main_minutes = 5.0 if 5.0 in curves else max(curves)
     summary = curves[main_minutes]
     runs = by_minutes[main_minutes]
-    views = [v for v in next(iter(runs.values())).get("view_confusion", {})]
+    views = list(next(iter(runs.values())).get("view_confusion", {}))
     by_view = {}
     if len(views) > 1 and all(set(m.get("view_confusion", {})) == set(views)
                               for m in runs.values()):

@@ -216,7 +216,7 @@ def _averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classe
     only, and the stream then cuts every model's channels from the running-template superset."""
     from ecgcnn.apps.evaluate import checkpoint_data_config
     from ecgcnn.apps.finetune import prepared_template, view_data
-    from ecgcnn.data.beats import view_slice
+    from ecgcnn.data.beats import plain_channels, view_slice
 
     def key(d):
         c = OmegaConf.to_container(d, resolve=True)
@@ -232,8 +232,7 @@ def _averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classe
                            "classes and beat settings (they may differ in data.beat.template)")
         models.append((clf, d))
     prepared = prepared_template([d.beat.template for _, d in models])
-    plain = len(first_data.leads) * (2 if first_data.beat.trio else 1)
-
+    plain = plain_channels(first_data)
     cuts = [(clf, view_slice(prepared, d.beat.template, plain)) for clf, d in models]
 
     def classify(x, rr):

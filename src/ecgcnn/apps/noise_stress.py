@@ -108,14 +108,14 @@ def _score(models, rec, data_cfg, boundary: int, common: set, mask: np.ndarray) 
     ``data_cfg``: prepared so that every model's view can be cut from it."""
     import torch
 
-    from ecgcnn.data.beats import extract_beats, select_view
+    from ecgcnn.data.beats import extract_beats, plain_channels, select_view
     from ecgcnn.evaluation.aami import confusion
     from ecgcnn.training.loop import predict
 
     beats, _ = extract_beats(rec, data_cfg)
     sel = (beats.sample >= boundary) & ~np.isin(beats.keys(), list(common))
     test = beats.subset(sel)
-    plain = len(data_cfg.leads) * (2 if data_cfg.beat.trio else 1)
+    plain = plain_channels(data_cfg)
     probs = sum(predict(m, select_view(test, data_cfg.beat.template, v, plain),
                         torch.device("cpu")) for v, m in models)
     pred = probs.argmax(1)

@@ -141,10 +141,12 @@ def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = Non
     if len(eligible) != len(x):
         raise EcgError(f"template: {len(eligible)} eligibility flags for {len(x)} beats")
     pool = np.flatnonzero(eligible)
+    if not len(pool):
+        return x.copy()
     hi = np.searchsorted(pool, np.arange(len(x)))  # eligible beats before i: pool[:hi]
     idx = hi[:, None] - window + np.arange(window)[None, :]  # (n, window) into pool
     ok = idx >= 0
-    src = np.where(ok, pool[np.clip(idx, 0, max(len(pool) - 1, 0))] if len(pool) else 0, -1)
+    src = pool[np.clip(idx, 0, None)]  # where not ok: a placeholder, masked below
     out = np.empty_like(x)
     full = ok.all(axis=1)
     if full.any():
@@ -155,17 +157,28 @@ def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = Non
     return out
 
 
+def template_mode(b) -> str:
+    """``data.beat.template`` of beat settings ``b`` (``none`` when absent), checked."""
+    mode = getattr(b, "template", "none")
+    if mode not in TEMPLATES:
+        raise EcgError(f"data.beat.template: unknown '{mode}' (choose from {TEMPLATES})")
+    return mode
+
+
 def with_template(x: np.ndarray, rr: np.ndarray, b) -> np.ndarray:
     """Windows ``(n, C, T)`` of one record in time order as ``data.beat.template`` wants them:
     unchanged (none), followed by (add) or replaced by (replace) their differences from the
     running template; ``rr``: the beats' RR features (``pre_local`` gates the template)."""
-    if b.template not in TEMPLATES:
-        raise EcgError(f"data.beat.template: unknown '{b.template}' (choose from {TEMPLATES})")
-    if b.template == "none":
+    if template_mode(b) == "none":
         return x
     eligible = rr[:, RR_FEATURES.index("pre_local")] >= b.template_gate
     diffs = (x - running_median(x, int(b.template_window), eligible)).astype(np.float32)
     return np.concatenate([x, diffs], axis=1) if b.template == "add" else diffs
+
+
+def plain_channels(data_cfg) -> int:
+    """Channels of the plain windows: a beat window (and a trio window) per lead."""
+    return len(data_cfg.leads) * (2 if data_cfg.beat.trio else 1)
 
 
 def view_slice(prepared: str, view: str, plain_channels: int) -> slice:

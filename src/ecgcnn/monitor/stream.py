@@ -35,7 +35,14 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.signal as sps
 
-from ecgcnn.data.beats import NORMALIZE, RR_FEATURES, TEMPLATES, _windows, rr_features
+from ecgcnn.data.beats import (
+    NORMALIZE,
+    RR_FEATURES,
+    _windows,
+    plain_channels,
+    rr_features,
+    template_mode,
+)
 from ecgcnn.data.preprocess import apply_filter, bandpass, remove_baseline_median
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.qrs import StreamingQRSDetector
@@ -161,12 +168,9 @@ class BeatStream:
         self.after = max(b.after, b.trio_after if b.trio else 0)
         self.margin = round(margin_s * fs)
         self.delay_samples = self.after + self.margin
-        self.plain_channels = n_leads * (2 if b.trio else 1)
-        template = getattr(b, "template", "none")
-        if template not in TEMPLATES:
-            raise EcgError(f"data.beat.template: unknown '{template}' (choose from {TEMPLATES})")
-        self.template = template
-        self.channels = self.plain_channels * (2 if template == "add" else 1)
+        self.plain_channels = plain_channels(data_cfg)  # n_leads, checked above
+        self.template = template_mode(b)
+        self.channels = self.plain_channels * (2 if self.template == "add" else 1)
         # running template (extract_beats' with_template, beat by beat): the plain windows of
         # the last template_window beats with pre_local >= template_gate
         self._history: deque[np.ndarray] = deque(maxlen=int(getattr(b, "template_window", 30)))
