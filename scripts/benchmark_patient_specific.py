@@ -112,8 +112,9 @@ def main(argv=None) -> int:
 
     global _CFG, _BEATS, _PREPARED
     t0 = time.perf_counter()
-    from ecgcnn.apps.finetune import _format_summary, prepared_template, summarize, view_data
+    from ecgcnn.apps.finetune import prepared_template, view_data
     from ecgcnn.data.cache import load_beats
+    from ecgcnn.evaluation.summary import format_summary, summarize
 
     out = Path(args.out or f"outputs/benchmark_ps/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if out.exists() and any(out.iterdir()):
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
             print(f"  patient {rec} ({m:g} min): {sec:.2f} s", flush=True)
     summary = summarize(out)
     wall = time.perf_counter() - t0
-    print(_format_summary(summary))
+    print(format_summary(summary))
     if len(minutes) > 1:
         for k, v in summary["minutes_curve"].items():
             print(f"  {float(k):g} min: VEB Se {v['VEB']['Se']:.3f} +P {v['VEB']['PPV']:.3f}  "

@@ -8,7 +8,19 @@ import numpy as np
 import pytest
 
 from ecgcnn.errors import EcgError
-from ecgcnn.evaluation.aami import CLASSES, F, N, Q, S, V, combine, confusion, score, veb_sveb
+from ecgcnn.evaluation.aami import (
+    CLASSES,
+    F,
+    N,
+    Q,
+    S,
+    V,
+    combine,
+    confusion,
+    prior_sweep,
+    score,
+    veb_sveb,
+)
 
 # Rows = reference N, S, V, F, Q; columns = predicted n, s, v, f, q.
 CM = np.array(
@@ -153,3 +165,37 @@ def test_bad_input_raises():
         score([0, 1], [0, 1], records=["100"])
     with pytest.raises(EcgError, match="no records"):
         combine({})
+
+
+def test_prior_sweep_by_hand():
+    # three beats: an S beat the argmax calls N (S prob 0.4 < N 0.6), an N beat called N, a V
+    # beat called V. Doubling S moves the first beat to S (0.8 > 0.6); nothing else changes.
+    y = np.array([S, N, V])
+    p = np.array([[0.6, 0.4, 0.0, 0.0, 0.0],
+                  [0.9, 0.1, 0.0, 0.0, 0.0],
+                  [0.2, 0.0, 0.8, 0.0, 0.0]])
+    sw = prior_sweep(y, p, weights=[0.5, 1.0, 2.0, 16.0])
+    assert [pt["w"] for pt in sw["SVEB"]] == [0.5, 1.0, 2.0, 16.0]
+    assert [pt["Se"] for pt in sw["SVEB"]] == [0.0, 0.0, 1.0, 1.0]
+    # w = 16: the N beat (0.1 x 16 = 1.6 > 0.9) turns S as well: one false positive
+    assert [pt["PPV"] for pt in sw["SVEB"]] == [None, None, 1.0, 0.5]
+    assert [pt["Se"] for pt in sw["VEB"]] == [1.0, 1.0, 1.0, 1.0]
+    with pytest.raises(EcgError, match="weights"):
+        prior_sweep(y, p, weights=[0.0])
+    with pytest.raises(EcgError, match="proba: shape"):
+        prior_sweep(y, p[:, :4])
+
+
+def test_prior_sweep_w1_is_the_argmax_and_se_grows_with_w():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 5, 2000)
+    p = rng.dirichlet(np.ones(5), 2000) + 0.5 * np.eye(5)[y] * (rng.random(2000) < 0.6)[:, None]
+    sw = prior_sweep(y, p)
+    ref = veb_sveb(confusion(y, p.argmax(1)))
+    for kind in ("VEB", "SVEB"):
+        at1 = next(pt for pt in sw[kind] if pt["w"] == 1.0)
+        assert {m: at1[m] for m in ("Se", "PPV", "Spe", "Acc")} == \
+            {m: ref[kind][m] for m in ("Se", "PPV", "Spe", "Acc")}
+        se = [pt["Se"] for pt in sw[kind]]
+        # a beat called V (S) at some w is still called so at any larger w
+        assert se == sorted(se) and se[0] < se[-1]

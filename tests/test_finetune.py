@@ -71,6 +71,11 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
         assert score(test.y, p.argmax(1))["confusion"] == m["view_confusion"][view]
         probs = probs + p
     assert score(test.y, probs.argmax(1))["confusion"] == m["confusion"]
+    # scores.npz: the averaged probabilities per test beat, what the summary's sweep reads
+    with np.load(tmp_path / "scores.npz") as z:
+        assert np.array_equal(z["y"], test.y) and np.array_equal(z["sample"], test.sample)
+        np.testing.assert_allclose(z["proba"], probs / 2, atol=1e-6)
+        np.testing.assert_allclose(z["proba_add"], p, atol=1e-6)
 
     # a common model of the other view is refused, naming the file
     bad = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
@@ -122,6 +127,34 @@ def test_summary_gross_equals_concatenated_confusions(tmp_path):
             assert s[k][stat] == pytest.approx(ref[k][stat], abs=1e-12)
     assert s["confusion"] == ref["confusion"]
     assert (tmp_path / "summary.json").is_file() and (tmp_path / "report.html").is_file()
+
+
+def test_summary_operating_points_from_scores(tmp_path):
+    from ecgcnn.evaluation.aami import prior_sweep
+
+    rng = np.random.default_rng(2)
+    ys, ps = [], []
+    for rec in ("100", "101"):
+        y = rng.integers(0, 5, 500)
+        p = rng.dirichlet(np.ones(5), 500) + 0.6 * np.eye(5)[y]
+        m = score(y, p.argmax(1), records=np.full(500, rec))
+        m.update(record=rec, minutes=5.0)
+        d = tmp_path / f"{rec}_m5"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps(m))
+        np.savez(d / "scores.npz", y=y, proba=p)
+        ys.append(y)
+        ps.append(p)
+    s = summarize(tmp_path)
+    assert s["prior_sweep"] == prior_sweep(np.concatenate(ys), np.concatenate(ps))
+    for kind in ("VEB", "SVEB"):
+        at1 = next(pt for pt in s["prior_sweep"][kind] if pt["w"] == 1.0)
+        assert at1["Se"] == s[kind]["Se"] and at1["PPV"] == s[kind]["PPV"]
+    assert (tmp_path / "operating_points.png").is_file()
+    assert "SVEB operating points" in (tmp_path / "report.md").read_text()
+    # a patient without scores.npz (an older run): no sweep, the rest of the summary as before
+    (tmp_path / "101_m5" / "scores.npz").unlink()
+    assert summarize(tmp_path, tmp_path / "again")["prior_sweep"] == {}
 
 
 def _run(args, tmp_path, timeout=600):

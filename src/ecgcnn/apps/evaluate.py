@@ -17,7 +17,7 @@ from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
-from ecgcnn.evaluation.report import console_table, load_published, write_report
+from ecgcnn.evaluation.report import console_table, published_for, write_report
 from ecgcnn.models import CNN1D
 from ecgcnn.training.checkpoint import load_checkpoint
 from ecgcnn.training.loop import predict, select_device
@@ -58,10 +58,6 @@ def test_beats(data_cfg: DictConfig, split_cfg: DictConfig) -> BeatSet:
     data = load_beats(data_cfg, records=sorted(set(train_recs) | set(test_recs)))
     _, patients = patient_specific(data.beats, split_cfg, data_cfg.fs)
     return BeatSet.concat([patients[r].test for r in test_recs])
-
-
-def published_for(protocol: str) -> dict:
-    return {k: v for k, v in load_published().items() if v.get("protocol") == protocol}
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
-from ecgcnn.apps.evaluate import load_model, published_for
+from ecgcnn.apps.evaluate import load_model
+from ecgcnn.atomic import atomic_output
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import (
     CLASSES,
@@ -37,7 +38,8 @@ from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import boundary_sample, patient_specific, patient_train_set
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
-from ecgcnn.evaluation.report import console_table, pct, write_report
+from ecgcnn.evaluation.report import pct, published_for, write_report
+from ecgcnn.evaluation.summary import format_summary, summarize
 from ecgcnn.models import build_model
 from ecgcnn.training.checkpoint import save_checkpoint
 from ecgcnn.training.loop import fit, predict, seed_everything, select_device, validation_split
@@ -182,7 +184,15 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
                 "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
                 "rr_features": list(RR_FEATURES),
             }, out_dir / model_file(view, k, cfg.ensemble))
-    pred = sum(by_view.values()).argmax(1)
+    n_models = len(views) * cfg.ensemble
+    proba = sum(by_view.values()) / n_models
+    pred = proba.argmax(1)
+    # per-beat probabilities, for operating points other than the argmax (summary's prior sweep)
+    with atomic_output(out_dir / "scores.npz", "wb") as fh:
+        np.savez_compressed(fh, y=patient.test.y, sample=patient.test.sample,
+                            proba=proba.astype(np.float32),
+                            **{f"proba_{v}": (p / cfg.ensemble).astype(np.float32)
+                               for v, p in by_view.items()})
     metrics = score(patient.test.y, pred, records=patient.test.record)
     metrics.update({
         "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
@@ -240,88 +250,6 @@ def _finished(out_dir: Path, cfg: DictConfig) -> dict | None:
     return m if same else None
 
 
-# ----------------------------------------------------------------------------- summary
-def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
-    """Gather every ``*/metrics.json`` of patient runs under ``run_dir`` into one summary.
-
-    Gross figures are computed from the summed per-patient confusion matrices (equal to scoring
-    the concatenated test beats); averages are per-patient means. When runs with several
-    ``minutes`` settings are present, one summary per setting and a minutes-vs-accuracy plot.
-    """
-    run_dir, out_dir = Path(run_dir), Path(out_dir or run_dir)
-    found = sorted(run_dir.glob("*/metrics.json")) or sorted(run_dir.glob("**/metrics.json"))
-    found = [p for p in found if p.parent != out_dir]
-    if not found:
-        raise EcgError(f"{run_dir}: no patient runs (*/metrics.json) to summarize")
-
-    by_minutes: dict[float, dict[str, dict]] = {}
-    for p in found:
-        m = json.loads(p.read_text())
-        if "record" not in m:
-            continue
-        by_minutes.setdefault(float(m.get("minutes", 5.0)), {})[m["record"]] = m
-    if not by_minutes:
-        raise EcgError(f"{run_dir}: metrics.json files found but none from ecgcnn-finetune")
-    from ecgcnn.evaluation.aami import combine
-
-    curves = {}
-    for minutes, runs in sorted(by_minutes.items()):
-        payload = combine({r: np.asarray(m["confusion"]) for r, m in runs.items()})
-        curves[minutes] = payload
-    main_minutes = 5.0 if 5.0 in curves else max(curves)
-    summary = curves[main_minutes]
-    runs = by_minutes[main_minutes]
-    views = list(next(iter(runs.values())).get("view_confusion", {}))
-    by_view = {}
-    if len(views) > 1 and all(set(m.get("view_confusion", {})) == set(views)
-                              for m in runs.values()):
-        for v in views:
-            g = combine({r: np.asarray(m["view_confusion"][v]) for r, m in runs.items()})
-            by_view[v] = {"VEB": g["VEB"], "SVEB": g["SVEB"]}
-    summary.update({
-        "split": "patient_specific", "minutes": main_minutes, "n_patients": len(runs),
-        "published": published_for("patient_specific"),
-        "train_seconds": {r: m.get("seconds") for r, m in sorted(runs.items())},
-        "by_view": by_view,
-        "minutes_curve": {str(k): {"VEB": v["VEB"], "SVEB": v["SVEB"], "n_patients":
-                                   len(by_minutes[k])} for k, v in curves.items()},
-    })
-    figs = {}
-    if len(curves) > 1:
-        figs["minutes_curve"] = _minutes_figure(curves)
-    write_report(summary, out_dir, title=f"Patient-specific benchmark: {len(runs)} patients, "
-                 f"first {main_minutes:g} min for training",
-                 published=summary["published"], extra_figures=figs or None,
-                 notes=["Gross figures: summed per-patient confusion matrices (AAMI EC57).",
-                        "Common-set beats are excluded from every test set.",
-                        *[f"View '{v}' alone: {_view_line(g)}." for v, g in by_view.items()]])
-    (out_dir / "summary.json").write_bytes((out_dir / "metrics.json").read_bytes())
-    return summary
-
-
-def _view_line(g: dict) -> str:
-    return ", ".join(f"{k} Se {pct(g[k]['Se'])} +P {pct(g[k]['PPV'])}" for k in ("VEB", "SVEB"))
-
-
-def _minutes_figure(curves: dict):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
-    xs = sorted(curves)
-    for kind, style in (("VEB", "-"), ("SVEB", "--")):
-        for m, marker in (("Se", "o"), ("PPV", "s"), ("Acc", "^")):
-            ys = [100 * (curves[x][kind][m] or 0) for x in xs]
-            ax.plot(xs, ys, style, marker=marker, label=f"{kind} {m if m != 'PPV' else '+P'}")
-    ax.set_xlabel("minutes of the patient's own ECG used for training")
-    ax.set_ylabel("%")
-    ax.set_xticks(xs)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Patient-specific accuracy vs training minutes (gross, AAMI)")
-    return fig
-
-
 class SummaryCallback(Callback):
     """Hydra callback: after a multirun, summarize the patients into the sweep directory."""
 
@@ -332,13 +260,7 @@ class SummaryCallback(Callback):
         except EcgError as exc:
             log.warning("no summary: %s", exc)
             return
-        print(_format_summary(s) + f"\nsummary: {sweep / 'report.html'}")
-
-
-def _format_summary(s: dict) -> str:
-    views = "".join(f"\nview '{v}' alone: {_view_line(g)}" for v, g in s.get("by_view", {}).items())
-    return (f"{s['n_patients']} patients, gross (AAMI EC57)\n"
-            + console_table(s, s.get("published")) + views)
+        print(format_summary(s) + f"\nsummary: {sweep / 'report.html'}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
@@ -360,7 +282,7 @@ def summary_main(argv: list[str] | None = None) -> None:
         print("usage: ecgcnn-finetune-summary RUN_DIR [OUT_DIR]")
         sys.exit(0 if args else 2)
     s = summarize(Path(args[0]), Path(args[1]) if len(args) > 1 else None)
-    print(_format_summary(s))
+    print(format_summary(s))
 
 
 if __name__ == "__main__":

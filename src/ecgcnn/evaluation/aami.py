@@ -245,3 +245,44 @@ def score(y_true, y_pred, records=None) -> dict:
         for name in np.unique(records)
     }
     return combine(per_record)
+
+
+#: Multipliers of one class's probability in :func:`prior_sweep` (1/16 ... 64).
+PRIOR_WEIGHTS: tuple[float, ...] = tuple(2.0**k for k in range(-4, 7))
+
+
+def prior_sweep(y_true, proba, weights: Sequence[float] = PRIOR_WEIGHTS) -> dict:
+    """Operating points of a classifier's probabilities: for each weight ``w``, the gross VEB
+    statistics when every beat's V probability is multiplied by ``w`` before the argmax (a
+    shift of the V prior; ``w = 1`` is the plain argmax), and the same for SVEB with S.
+
+    Parameters
+    ----------
+    y_true : array_like of int, shape (n_beats,)
+        Reference classes (0..4 = N, S, V, F, Q).
+    proba : array_like of float, shape (n_beats, 5)
+        Class probabilities (or any non-negative scores) in the order of ``CLASSES``.
+    weights : the multipliers, each > 0
+
+    Returns
+    -------
+    dict
+        ``{"VEB": [{"w", "Se", "PPV", "Spe", "Acc"}, ...], "SVEB": [...]}``, one point per
+        weight, in the order of ``weights``.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y_true)
+    if p.ndim != 2 or p.shape != (len(y), len(CLASSES)):
+        raise EcgError(f"proba: shape {p.shape}, expected ({len(y)}, {len(CLASSES)})")
+    if any(not w > 0 for w in weights):
+        raise EcgError(f"weights: each must be > 0, got {list(weights)}")
+    out = {}
+    for kind, cls in (("VEB", V), ("SVEB", S)):
+        points = []
+        for w in weights:
+            scaled = p.copy()
+            scaled[:, cls] *= w
+            st = veb_sveb(confusion(y, scaled.argmax(1)))[kind]
+            points.append({"w": float(w), **{m: st[m] for m in METRICS}})
+        out[kind] = points
+    return out

@@ -87,6 +87,11 @@ def load_published(path: str | os.PathLike | None = None) -> dict:
     return data
 
 
+def published_for(protocol: str) -> dict:
+    """The studies of ``configs/published.yaml`` that used ``protocol``."""
+    return {k: v for k, v in load_published().items() if v.get("protocol") == protocol}
+
+
 # ---------------------------------------------------------------- formatting helpers
 
 
@@ -231,6 +236,34 @@ def per_record_figure(per_record: dict) -> Figure:
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(x, names, rotation=90, fontsize=7)
     axes[-1].set_xlabel("record")
+    fig.tight_layout()
+    return fig
+
+
+def operating_figure(sweep: dict, published: dict | None = None) -> Figure:
+    """Se vs +P as one class's probability is scaled (``aami.prior_sweep``), one panel for VEB
+    and one for SVEB; the plain argmax (w = 1) ringed, published studies as labelled points."""
+    fig = Figure(figsize=(9.0, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, kind in zip(axes, KINDS):
+        pts = [p for p in sweep.get(kind, []) if p["Se"] is not None and p["PPV"] is not None]
+        ax.plot([100 * p["Se"] for p in pts], [100 * p["PPV"] for p in pts], "o-", ms=3,
+                label="ours, class probability x w")
+        for p in pts:
+            if p["w"] == 1.0:
+                ax.plot(100 * p["Se"], 100 * p["PPV"], "o", ms=10, mfc="none", color="C3",
+                        label="ours, argmax (w = 1)")
+            ax.annotate(f"{p['w']:g}", (100 * p["Se"], 100 * p["PPV"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+        for i, (name, study) in enumerate((published or {}).items()):
+            b = study.get(kind) or {}
+            if b.get("Se") is not None and b.get("PPV") is not None:
+                ax.plot(100 * b["Se"], 100 * b["PPV"], "s", color=f"C{i + 4}", label=name)
+        ax.set_xlabel(f"{kind} Se (%)")
+        ax.set_ylabel(f"{kind} +P (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Operating points (gross): sensitivity vs positive predictivity")
     fig.tight_layout()
     return fig
 
