@@ -357,3 +357,18 @@ def test_real_record_end_to_end(mitdb, tmp_path):
                                atol=1e-6)
     s2 = monitor(mc, tmp_path / "mon2")
     assert s2["beats_classified"] > 100
+    # deployed: each view exported (TorchScript, ONNX), averaged by the fused engine: the same
+    # beats, classes and alarms as the two checkpoints
+    from ecgcnn.export import export_model
+
+    ts = export_model(ck, tmp_path / "exp_none", "torchscript")["model"]
+    ox = export_model(ck_add, tmp_path / "exp_add", "onnx")["model"]
+    s3 = monitor(OmegaConf.merge(mc, {"checkpoint": str(ts), "also": [str(ox)],
+                                      "engine": "fused"}), tmp_path / "mon3")
+    assert s3["class_counts"] == s2["class_counts"] and s3["alarms_by_rule"] == s2["alarms_by_rule"]
+
+    def beats(d):
+        ev = [json.loads(line) for line in (d / "events.jsonl").read_text().splitlines()]
+        return [(e["sample"], e["class"]) for e in ev if e["type"] == "beat"]
+
+    assert beats(tmp_path / "mon3") == beats(tmp_path / "mon2")
