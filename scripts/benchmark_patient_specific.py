@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     if args.common_model == "train":
         records = sorted(set(records) | set(cfg.split.records))  # every first minutes
     # Loaded once here (every view cut from them); forked workers inherit the arrays.
-    _BEATS = load_beats(view_data(cfg.data, _PREPARED), records=records, progress=True).beats
+    _BEATS = load_beats(view_data(cfg.data, _PREPARED), records=records, progress=True,
+                        workers=args.workers).beats
     t_prep = time.perf_counter() - t0
     overrides = list(args.overrides)
     if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):

@@ -154,3 +154,24 @@ def test_cache_is_reused_and_invalidated(synth_dir):
 def test_wfdb_nan_write_is_invalid_sample():
     # the NaN test above relies on wfdb writing NaN as the format's invalid-sample code
     assert wfdb.io._signal.INVALID_SAMPLE_VALUE["212"] == -2048
+
+
+def test_parallel_prepare_equals_serial_and_fails_the_same(synth_dir, tmp_path):
+    # two processes prepare the records not cached; the beats, their order and the cache are
+    # those of one process, and a bad record still fails with its one line, writing nothing
+    serial = load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c1")), records=["s2", "s1"])
+    par = load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")), records=["s2", "s1"],
+                     workers=2)
+    assert list(par.beats) == ["s2", "s1"] and par.info == serial.info
+    for name in ("s1", "s2"):
+        for f in ("x", "rr", "y", "sample"):
+            assert np.array_equal(getattr(par.beats[name], f), getattr(serial.beats[name], f))
+    assert load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")),
+                      records=["s1", "s2"]).from_cache == 2
+    root = _corrupt(tmp_path / "bad_db", "truncated")
+    write_record(root, "ok", *synth_ecg(30))
+    with pytest.raises(EcgError, match=r"bad\.dat: truncated signal file"):
+        load_beats(data_cfg(root), records=["ok", "bad"], workers=2)
+    assert not (root / "cache").exists()
+    with pytest.raises(EcgError, match="workers: need at least 1"):
+        load_beats(data_cfg(synth_dir), records=["s1"], workers=0)

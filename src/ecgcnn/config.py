@@ -63,6 +63,7 @@ class PrepareConfig:
     data: DataConfig = field(default_factory=DataConfig)
     use_cache: bool = True
     progress: bool = True
+    workers: int = 1  # processes preparing records in parallel (the beats do not depend on it)
 
 
 @dataclass

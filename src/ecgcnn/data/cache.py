@@ -7,9 +7,11 @@ stores the result, or returns the stored beats when the settings and the source 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -88,7 +90,27 @@ def _load_cached(path: Path, signature: str):
     return beats, info
 
 
-def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False) -> PreparedData:
+def _prepare_record(job) -> tuple[str, BeatSet | None, dict | str]:
+    """``(name, beats, info)`` of one record, or ``(name, None, reason)`` when it lacks a lead.
+    Runs in a worker process when ``load_beats`` has ``workers > 1``."""
+    root, name, cfg = job
+    try:
+        rec = read_record(root, name, list(cfg.leads), cfg.annotator)
+    except MissingLeadError as exc:
+        return name, None, str(exc)
+    beats, dropped = extract_beats(rec, cfg)
+    total = class_counts_with_dropped(rec)
+    kept = beats.counts()
+    info = {
+        **kept,
+        "dropped": dropped,
+        "dropped_by_class": {c: total[c] - kept[c] for c in CLASSES},
+    }
+    return name, beats, info
+
+
+def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False,
+               workers: int = 1) -> PreparedData:
     """Beats of ``records`` (default ``cfg.records``, else all 48) under data settings ``cfg``.
 
     Parameters
@@ -97,6 +119,8 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
     records : record names; overrides ``cfg.records``
     use_cache : read and write the cache under ``cfg.cache_dir``
     progress : show a progress bar
+    workers : processes that prepare the records not in the cache (each record on its own, so
+        the beats do not depend on it)
 
     Returns
     -------
@@ -106,6 +130,8 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
     names = [str(r) for r in (records if records is not None else (cfg.records or MITDB_RECORDS))]
     if not names:
         raise EcgError("data.records: empty record list")
+    if workers < 1:
+        raise EcgError(f"workers: need at least 1 process, got {workers}")
     root = resolve_root(cfg.root)
     if not root.is_dir():
         raise EcgError(
@@ -114,32 +140,41 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
         )
     cdir = Path(cfg.cache_dir) / cache_key(cfg) if use_cache else None
     out = PreparedData(beats={}, info={}, cache_dir=cdir)
-    pending: dict[str, tuple[BeatSet, dict, str]] = {}
-    for name in tqdm(names, desc="prepare", unit="rec", disable=not progress, leave=False):
+    got: dict[str, tuple[BeatSet, dict]] = {}
+    sigs: dict[str, str] = {}  # record -> source signature, for the records to prepare
+    bar = tqdm(total=len(names), desc="prepare", unit="rec", disable=not progress, leave=False)
+    for name in names:
         sig = _source_signature(root, name, cfg.annotator)
         hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
         if hit:
-            out.beats[name], out.info[name] = hit
+            got[name] = hit
             out.from_cache += 1
-            continue
-        try:
-            rec = read_record(root, name, list(cfg.leads), cfg.annotator)
-        except MissingLeadError as exc:
-            log.warning("skipping record %s: %s", name, exc)
-            out.skipped[name] = str(exc)
-            continue
-        beats, dropped = extract_beats(rec, cfg)
-        total = class_counts_with_dropped(rec)
-        kept = beats.counts()
-        info = {
-            **kept,
-            "dropped": dropped,
-            "dropped_by_class": {c: total[c] - kept[c] for c in CLASSES},
-        }
-        out.beats[name], out.info[name] = beats, info
-        pending[name] = (beats, info, sig)
+            bar.update()
+        else:
+            sigs[name] = sig
+    jobs = [(root, name, cfg) for name in sigs]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(mp.get_context("fork").Pool(min(workers, len(jobs))))
+            results = pool.imap(_prepare_record, jobs)
+        else:
+            results = map(_prepare_record, jobs)
+        for name, beats, info in results:
+            bar.update()
+            if beats is None:
+                log.warning("skipping record %s: %s", name, info)
+                out.skipped[name] = info
+            else:
+                got[name] = (beats, info)
+    bar.close()
+    for name in names:  # in record order
+        if name in got:
+            out.beats[name], out.info[name] = got[name]
     if cdir:
-        for name, (beats, info, sig) in pending.items():
+        for name, sig in sigs.items():
+            if name not in got:  # skipped: lacks a lead
+                continue
+            beats, info = got[name]
             arrays = {f.name: getattr(beats, f.name) for f in fields(BeatSet)}
             _save_npz_atomic(cdir / f"{name}.npz", signature=np.array(sig),
                              info=np.array(json.dumps(info)), **arrays)
