@@ -142,18 +142,20 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
     out = PreparedData(beats={}, info={}, cache_dir=cdir)
     got: dict[str, tuple[BeatSet, dict]] = {}
     sigs: dict[str, str] = {}  # record -> source signature, for the records to prepare
-    bar = tqdm(total=len(names), desc="prepare", unit="rec", disable=not progress, leave=False)
-    for name in names:
-        sig = _source_signature(root, name, cfg.annotator)
-        hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
-        if hit:
-            got[name] = hit
-            out.from_cache += 1
-            bar.update()
-        else:
-            sigs[name] = sig
-    jobs = [(root, name, cfg) for name in sigs]
-    with contextlib.ExitStack() as stack:
+    # the bar as a context: closed (and, leave=False, cleared) on an error too, so the error is
+    # the one line left on the terminal
+    with tqdm(total=len(names), desc="prepare", unit="rec", disable=not progress,
+              leave=False) as bar, contextlib.ExitStack() as stack:
+        for name in names:
+            sig = _source_signature(root, name, cfg.annotator)
+            hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
+            if hit:
+                got[name] = hit
+                out.from_cache += 1
+                bar.update()
+            else:
+                sigs[name] = sig
+        jobs = [(root, name, cfg) for name in sigs]
         if workers > 1 and len(jobs) > 1:
             pool = stack.enter_context(mp.get_context("fork").Pool(min(workers, len(jobs))))
             results = pool.imap(_prepare_record, jobs)
@@ -166,7 +168,6 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
                 out.skipped[name] = info
             else:
                 got[name] = (beats, info)
-    bar.close()
     for name in names:  # in record order
         if name in got:
             out.beats[name], out.info[name] = got[name]
