@@ -7,6 +7,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from ecgcnn.errors import EcgError
 
 _UMASK = os.umask(0)
@@ -43,3 +45,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb", **open_kw):
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_output(path, "wb") as fh:
         fh.write(data)
+
+
+def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
+    """``numpy.savez`` of ``arrays`` to ``path``, atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, "wb") as fh:
+        np.savez(fh, **arrays)

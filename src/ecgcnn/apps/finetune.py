@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
 from ecgcnn.apps.evaluate import load_model
-from ecgcnn.atomic import atomic_output
+from ecgcnn.atomic import write_npz_atomic
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import (
     CLASSES,
@@ -188,11 +188,10 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     proba = sum(by_view.values()) / n_models
     pred = proba.argmax(1)
     # per-beat probabilities, for operating points other than the argmax (summary's prior sweep)
-    with atomic_output(out_dir / "scores.npz", "wb") as fh:
-        np.savez_compressed(fh, y=patient.test.y, sample=patient.test.sample,
-                            proba=proba.astype(np.float32),
-                            **{f"proba_{v}": (p / cfg.ensemble).astype(np.float32)
-                               for v, p in by_view.items()})
+    write_npz_atomic(out_dir / "scores.npz", y=patient.test.y, sample=patient.test.sample,
+                     proba=proba.astype(np.float32),
+                     **{f"proba_{v}": (p / cfg.ensemble).astype(np.float32)
+                        for v, p in by_view.items()})
     metrics = score(patient.test.y, pred, records=patient.test.record)
     metrics.update({
         "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),

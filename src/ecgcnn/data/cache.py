@@ -19,7 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from ecgcnn.atomic import atomic_output
+from ecgcnn.atomic import write_npz_atomic
 from ecgcnn.data.beats import CLASSES, BeatSet, class_counts_with_dropped, extract_beats
 from ecgcnn.data.io import MITDB_RECORDS, MissingLeadError, read_record, resolve_root
 from ecgcnn.errors import EcgError
@@ -69,11 +69,6 @@ def _source_signature(root: Path, name: str, annotator: str) -> str:
         st = p.stat() if p.exists() else None
         parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p.name}:-")
     return "|".join(parts)
-
-
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    with atomic_output(path, "wb") as fh:
-        np.savez(fh, **arrays)
 
 
 def _load_cached(path: Path, signature: str):
@@ -140,8 +135,9 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
         )
     cdir = Path(cfg.cache_dir) / cache_key(cfg) if use_cache else None
     out = PreparedData(beats={}, info={}, cache_dir=cdir)
-    got: dict[str, tuple[BeatSet, dict]] = {}
+    got: dict[str, tuple[BeatSet, dict]] = {}  # record -> (beats, info), cached or fresh
     sigs: dict[str, str] = {}  # record -> source signature, for the records to prepare
+    fresh: dict[str, tuple[BeatSet, dict]] = {}  # the prepared ones, for the cache
     # the bar as a context: closed (and, leave=False, cleared) on an error too, so the error is
     # the one line left on the terminal
     with tqdm(total=len(names), desc="prepare", unit="rec", disable=not progress,
@@ -167,16 +163,14 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
                 log.warning("skipping record %s: %s", name, info)
                 out.skipped[name] = info
             else:
-                got[name] = (beats, info)
+                fresh[name] = (beats, info)
+    got.update(fresh)
     for name in names:  # in record order
         if name in got:
             out.beats[name], out.info[name] = got[name]
     if cdir:
-        for name, sig in sigs.items():
-            if name not in got:  # skipped: lacks a lead
-                continue
-            beats, info = got[name]
+        for name, (beats, info) in fresh.items():
             arrays = {f.name: getattr(beats, f.name) for f in fields(BeatSet)}
-            _save_npz_atomic(cdir / f"{name}.npz", signature=np.array(sig),
+            write_npz_atomic(cdir / f"{name}.npz", signature=np.array(sigs[name]),
                              info=np.array(json.dumps(info)), **arrays)
     return out
