@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def fit(
     out_dir: Path | None = None,
     extra: dict | None = None,
     desc: str = "train",
+    val_metric: Callable[[np.ndarray], float] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train``, validate on ``val`` each epoch, keep the best weights.
 
@@ -170,6 +172,8 @@ def fit(
     optim_cfg, trainer_cfg : ``OptimConfig`` / ``TrainerConfig``
     out_dir : where ``best.pt``, ``last.pt`` and ``metrics.csv`` go (None: keep in memory)
     extra : merged into every checkpoint (e.g. ``{"config": …, "data": …}``)
+    val_metric : ``val`` probabilities (n, K) -> a score to maximise, used instead of the
+        validation loss for keeping the best weights and early stopping (None: the loss)
 
     Returns
     -------
@@ -265,7 +269,9 @@ def fit(
             vloss = float(eval_loss(logp, val_ds.y))
             row["val_loss"] = vloss
             row["val_acc"] = float((probs.argmax(1) == val_ds.y.numpy()).mean())
-            metric = vloss
+            metric = vloss if val_metric is None else -float(val_metric(probs))
+            if val_metric is not None:
+                row["val_metric"] = -metric
         else:
             metric = row["train_loss"]
         if sched is not None:

@@ -1,0 +1,227 @@
+"""The global inter-patient model: trained on MIT-BIH DS1, for patients nobody has labelled.
+
+The protocol (de Chazal et al. 2004) tests on DS2; everything chosen here is chosen on DS1:
+
+* validation is **patient-wise**: whole DS1 records (``val_records``) are held out of
+  training, used for early stopping and for the decision rule, never for the weights;
+* the decision rule is a class-prior shift: the S and V probabilities are multiplied by the
+  weights that maximise the SVEB / VEB F1 on the held-out DS1 patients (``calibrate``), and
+  the shift is folded into the output layer's bias (``log w``), so the checkpoint stays a
+  plain CNN1D whose argmax is the calibrated decision (the monitor and exporters run it as is);
+* RR features listed in ``rr_const`` are held at their DS1 mean while training and their
+  weights folded into the bias afterwards, so the model ignores them (the stream still
+  computes all ``RR_FEATURES``: the checkpoint's inputs do not change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from ecgcnn.config import TrainConfig, check_config
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
+from ecgcnn.errors import EcgError
+from ecgcnn.evaluation.aami import confusion, score, veb_sveb
+from ecgcnn.models import CNN1D, build_model, count_parameters
+from ecgcnn.training.checkpoint import save_checkpoint
+from ecgcnn.training.loop import FitResult, fit, predict, seed_everything
+
+#: Prior multipliers tried for each calibrated class: 1/4 ... 64 in quarter octaves.
+CALIBRATION_GRID: tuple[float, ...] = tuple(float(2.0 ** (k / 4)) for k in range(-8, 25))
+
+
+@dataclass
+class InterPatientConfig(TrainConfig):
+    """``configs/inter_patient.yaml``: DS1 training with patient-wise validation."""
+
+    # DS1 records held out of training for early stopping and the decision rule (whole
+    # patients: their beats never train the weights); must be a subset of split.train_records
+    val_records: list[str] = field(default_factory=list)
+    calibrate: list[str] = field(default_factory=lambda: ["S", "V"])  # classes given a prior w
+    rr_const: list[str] = field(default_factory=list)  # RR features the model must ignore
+    # what picks the epoch on the held-out patients: the sum of the calibrated SVEB and VEB F1
+    # ("f1", the decision actually shipped) or the unweighted validation loss ("val_loss")
+    select: str = "f1"
+
+
+ConfigStore.instance().store(name="base_inter_patient", node=InterPatientConfig)
+
+
+@dataclass
+class GlobalModel:
+    model: CNN1D
+    fit: FitResult
+    prior: dict[str, float]  # class -> multiplier folded into the output bias
+    val_scores: dict  # EC57 scores on the held-out DS1 patients, calibrated decision
+    val_scores_argmax: dict  # the same before calibration
+    train_counts: dict[str, int]
+    payload: dict  # the checkpoint
+
+
+def split_ds1(beats: dict[str, BeatSet], train_records, val_records,
+              test_records=()) -> tuple[BeatSet, BeatSet]:
+    """Training beats of the DS1 records not in ``val_records`` and validation beats of the
+    ``val_records`` (whole records either way). A validation record outside DS1, or a DS1
+    record that is also a test record, is an error: DS2 never takes part in any choice."""
+    train_records, val_records = [str(r) for r in train_records], [str(r) for r in val_records]
+    outside = sorted(set(val_records) - set(train_records))
+    if outside:
+        raise EcgError(f"val_records: {outside} are not training (DS1) records")
+    leak = sorted(set(train_records) & {str(r) for r in test_records})
+    if leak:
+        raise EcgError(f"split: records {leak} are both training and test records")
+    fit_recs = [r for r in train_records if r not in val_records]
+    if not fit_recs or not val_records:
+        raise EcgError("val_records: need at least one validation and one training record")
+    missing = [r for r in train_records if r not in beats]
+    if missing:
+        raise EcgError(f"split.train_records: records {missing} have no prepared beats")
+    return (BeatSet.concat([beats[r] for r in fit_recs]),
+            BeatSet.concat([beats[r] for r in val_records]))
+
+
+def _f1(st: dict) -> float:
+    se, ppv = st["Se"] or 0.0, st["PPV"] or 0.0
+    return 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
+
+
+def calibrate_prior(y: np.ndarray, proba: np.ndarray, classes=("S", "V"),
+                    grid=CALIBRATION_GRID) -> dict[str, float]:
+    """Multipliers of the class probabilities that maximise each class's EC57 F1 (SVEB for S,
+    VEB for V) on labelled beats ``y`` with probabilities ``proba`` (n, 5); one class at a
+    time, in ``classes`` order, each search keeping the multipliers already found. Ties go to
+    the multiplier closest to 1."""
+    kind = {"S": "SVEB", "V": "VEB"}
+    w = np.ones(len(CLASSES))
+    out = {}
+    for c in classes:
+        if c not in kind:
+            raise EcgError(f"calibrate: class '{c}' has no EC57 statistic (choose from S, V)")
+        i = CLASSES.index(c)
+        best, best_w = -1.0, 1.0
+        for g in sorted(grid, key=lambda g: abs(np.log(g))):
+            w[i] = g
+            f1 = _f1(veb_sveb(confusion(y, (proba * w).argmax(1)))[kind[c]])
+            if f1 > best + 1e-12:
+                best, best_w = f1, g
+        w[i] = best_w
+        out[c] = float(best_w)
+    return out
+
+
+def calibrated_f1(y: np.ndarray, proba: np.ndarray, classes=("S", "V")) -> float:
+    """SVEB F1 + VEB F1 (for the classes in ``classes``) after :func:`calibrate_prior`."""
+    prior = calibrate_prior(y, proba, classes)
+    w = np.ones(len(CLASSES))
+    for c, g in prior.items():
+        w[CLASSES.index(c)] = g
+    st = veb_sveb(confusion(y, (proba * w).argmax(1)))
+    return sum(_f1(st[{"S": "SVEB", "V": "VEB"}[c]]) for c in classes)
+
+
+def fold_prior(model: CNN1D, prior: dict[str, float]) -> None:
+    """Add ``log w`` to the output bias of each class in ``prior``: softmax(z + log w) is
+    proportional to p * w, so the argmax becomes the calibrated decision."""
+    last = model.head[-1]
+    with torch.no_grad():
+        for c, w in prior.items():
+            last.bias[CLASSES.index(c)] += float(np.log(w))
+
+
+def _rr_const_idx(names) -> list[int]:
+    unknown = sorted(set(map(str, names)) - set(RR_FEATURES))
+    if unknown:
+        raise EcgError(f"rr_const: unknown RR features {unknown} (choose from {list(RR_FEATURES)})")
+    return [RR_FEATURES.index(str(n)) for n in names]
+
+
+def _hold_rr(beats: BeatSet, idx: list[int], value: np.ndarray) -> BeatSet:
+    if not idx:
+        return beats
+    rr = beats.rr.copy()
+    rr[:, idx] = value
+    return BeatSet(beats.x, rr, beats.y, beats.sample, beats.record, beats.symbol)
+
+
+def fold_rr_const(model: CNN1D, idx: list[int], value: np.ndarray) -> None:
+    """Make the model ignore RR features ``idx`` that it was trained on at constant ``value``:
+    their first-layer weights times ``value`` go into the bias, the weights become 0."""
+    if not idx:
+        return
+    first = model.head[0]
+    cols = [model.n_features + i for i in idx]
+    with torch.no_grad():
+        w = first.weight[:, cols]
+        first.bias += w @ torch.as_tensor(value, dtype=w.dtype)
+        first.weight[:, cols] = 0.0
+
+
+def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) -> GlobalModel:
+    """Train the global model on DS1 (``cfg.split.train_records`` minus ``cfg.val_records``),
+    stop early and calibrate on the held-out DS1 patients.
+
+    Parameters
+    ----------
+    cfg : ``InterPatientConfig`` (DictConfig)
+    beats : record -> beats prepared with ``cfg.data`` (DS1 at least)
+    out_dir : where fit() writes its ``best.pt`` / ``metrics.csv`` (None: in memory only)
+
+    Returns
+    -------
+    GlobalModel; ``payload`` is the calibrated checkpoint (``training.checkpoint`` format).
+    """
+    check_config(cfg)
+    if cfg.split.name != "inter_patient":
+        raise EcgError(f"split: the global model trains on the inter_patient split, "
+                       f"got '{cfg.split.name}'")
+    train, val = split_ds1(beats, cfg.split.train_records, cfg.val_records,
+                           cfg.split.test_records)
+    const = _rr_const_idx(cfg.rr_const)
+    const_value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
+    train_h, val_h = _hold_rr(train, const, const_value), _hold_rr(val, const, const_value)
+    seed_everything(cfg.trainer.seed)  # the initial weights draw from the global RNG
+    model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
+                        len(CLASSES))
+    if cfg.select not in ("f1", "val_loss"):
+        raise EcgError(f"select: unknown '{cfg.select}' (f1 | val_loss)")
+    classes = tuple(cfg.calibrate) or ("S", "V")
+    metric = (lambda p: calibrated_f1(val.y, p, classes)) if cfg.select == "f1" else None
+    res = fit(model, train_h, val_h, cfg.optim, cfg.trainer, out_dir=out_dir, desc="DS1",
+              val_metric=metric)
+    model.eval()
+    fold_rr_const(model, const, const_value)
+    device = next(model.parameters()).device
+    proba = predict(model, val, device)
+    before = score(val.y, proba.argmax(1), records=val.record)
+    prior = calibrate_prior(val.y, proba, tuple(cfg.calibrate)) if cfg.calibrate else {}
+    fold_prior(model, prior)
+    after = score(val.y, predict(model, val, device).argmax(1), records=val.record)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    payload = {
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "model_args": model.model_args, "classes": list(CLASSES),
+        "epoch": res.best_epoch - 1, "best_metric": res.best_metric,
+        "best_epoch": res.best_epoch, "config": plain, "data": plain["data"],
+        "rr_features": list(RR_FEATURES),
+        "inter_patient": {"prior": prior, "rr_const": list(cfg.rr_const),
+                          "val_records": list(map(str, cfg.val_records)),
+                          "parameters": count_parameters(model)},
+    }
+    return GlobalModel(model, res, prior, after, before, train.counts(), payload)
+
+
+def save_global(gm: GlobalModel, path: Path) -> None:
+    """Write the calibrated checkpoint (atomic; ``weights_only`` loadable)."""
+    save_checkpoint(gm.payload, Path(path))
+
+
+def evaluate_records(model: CNN1D, beats: dict[str, BeatSet], records) -> dict:
+    """EC57 scores (gross, per record, average) of ``model``'s argmax on ``records``."""
+    bs = BeatSet.concat([beats[str(r)] for r in records])
+    proba = predict(model, bs, next(model.parameters()).device)
+    return score(bs.y, proba.argmax(1), records=bs.record)
