@@ -30,6 +30,7 @@ from ecgcnn.data.io import read_record, resolve_root
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
+from ecgcnn.monitor.quality import QualityStage, shutdown_spans, shutdown_summary
 from ecgcnn.monitor.scoring import (
     MATCH_TOLERANCE_S,
     match_beats,
@@ -144,7 +145,7 @@ def load_input(cfg: DictConfig, model_leads: list[str]):
 
 # ----------------------------------------------------------------------------- scoring
 def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: float,
-                 start: int = 0, exclude=(), stop: int | None = None) -> dict:
+                 start: int = 0, exclude=(), stop: int | None = None, shutdown=()) -> dict:
     """Score the detector and the end-to-end classification against reference annotations.
 
     QRS: every detected R peak against every reference beat, EC57 150 ms window, both on the
@@ -170,12 +171,22 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     fs : sampling rate
     start, stop : score only beats in ``[start, stop)`` (bxb ``-f``, ``-t``)
     exclude : reference beat samples to leave out (e.g. beats that were training data)
+    shutdown : ``[a, b)`` spans the analyzer declared unreadable: detections and reference
+        beats there are left out of every figure (bxb's "missed in shutdown" are not misses),
+        so the figures are those of the decided beats
     """
     ann_samples, ann_symbols = np.asarray(ann_samples), np.asarray(ann_symbols)
     ref = reference_beats(ann_samples, ann_symbols)
     vf = vf_episodes(ann_samples, ann_symbols)
-    whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop)
-    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=vf)
+    shutdown = [tuple(map(int, ab)) for ab in shutdown]
+    if shutdown:
+        sd = (lambda v: np.asarray(v, np.int64)[~_in_spans(np.asarray(v, np.int64), shutdown)])
+        exclude = np.concatenate([np.asarray(exclude, np.int64),
+                                  np.setdiff1d(ref, sd(ref))])
+        keep = ~_in_spans(np.asarray(beat_samples, np.int64), shutdown)
+        beat_samples, beat_pred = np.asarray(beat_samples)[keep], np.asarray(beat_pred)[keep]
+    whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=shutdown)
+    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=list(vf) + shutdown)
     end = np.iinfo(np.int64).max if stop is None else stop
     is_beat = np.isin(ann_symbols, list(AAMI_MAP))
     r_smp, r_sym = ann_samples[is_beat], ann_symbols[is_beat]
@@ -209,6 +220,13 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
             "to_s": None if stop is None else stop / fs}
 
 
+def _in_spans(v: np.ndarray, spans) -> np.ndarray:
+    out = np.zeros(len(v), bool)
+    for a, b in spans:
+        out |= (v >= a) & (v < b)
+    return out
+
+
 # ----------------------------------------------------------------------------- app
 def _averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes):
     """One classifier averaging ``checkpoint`` and every ``also`` model, and the beat settings
@@ -239,6 +257,22 @@ def _averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classe
         return sum(clf(np.ascontiguousarray(x[:, ch]), rr) for clf, ch in cuts) / len(cuts)
 
     return classify, view_data(first_data, prepared)
+
+
+def _quality_signal(cfg: DictConfig, sig: np.ndarray, leads: list[str]) -> np.ndarray:
+    """What the quality stage judges: the streamed leads, plus the record's next lead when the
+    model reads one (lead agreement needs two)."""
+    if sig.shape[1] >= 2 or cfg.record is None:
+        return sig
+    from ecgcnn.data.io import OTHER_LEAD, MissingLeadError
+
+    try:
+        rec = read_record(resolve_root(cfg.data.root), str(cfg.record),
+                          leads=[leads[0], OTHER_LEAD], annotator=None)
+    except MissingLeadError:
+        return sig
+    other = rec.signal[:, -1:]
+    return np.concatenate([sig, other[: len(sig)]], axis=1) if len(other) >= len(sig) else sig
 
 
 def _pct(v, q):
@@ -290,21 +324,29 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
         raise EcgError(f"chunk_s: must be > 0 s, got {cfg.chunk_s}")
     stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s)
     engine = AlarmEngine(cfg.alarms, fs, classes)
+    qsig = _quality_signal(cfg, sig, list(cfg.leads) or list(data_cfg.leads)) if cfg.quality.enabled else None
+    quality = QualityStage(cfg.quality, fs, qsig.shape[1]) if cfg.quality.enabled else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "events.jsonl", "w") as fh:
         def on_event(ev: dict) -> None:
             if ev["type"] == "beat":
+                # a beat in an unreadable segment is noise: class Q, as in the WFDB output
                 ev = {"type": "beat", "t": round(ev["sample"] / fs, 3), "sample": ev["sample"],
-                      "class": classes[ev["k"]], "p": round(ev["p"], 4)}
+                      "class": "Q" if ev.get("unreadable") else classes[ev["k"]],
+                      "p": round(ev["p"], 4), **({"unreadable": True} if ev.get("unreadable")
+                                                 else {})}
             else:
                 if cfg.realtime:
                     print(f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) "
                           f"at t={ev['t']:.2f} s", flush=True)
             fh.write(json.dumps(ev) + "\n")
 
-        res = replay(sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event)
+        res = replay(sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event,
+                     quality, qsig)
     pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)
+    spans = shutdown_spans(res.segments_unreadable, res.segment_samples, len(sig))
+    pred = np.where(res.unreadable, CLASSES.index("Q"), pred) if len(res.unreadable) else pred
     by_rule = {k: sum(a["rule"] == k for a in res.alarms) for k in RULES}
     delay = (res.ready - res.sample) / fs
     det = stream.detector
@@ -331,11 +373,16 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
                     "detector_worst": round(det.max_delay_samples / fs, 3),
                     "emitted_p50": _pct(delay, 50), "emitted_p99": _pct(delay, 99),
                     "emitted_max": _pct(delay, 100)},
+        "quality": shutdown_summary(res, spans, fs, round(cfg.score_from_s * fs), len(sig))
+        if quality is not None else None,
         "score": None,
     }
     if ann_s is not None:
-        summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs,
-                                        start=round(cfg.score_from_s * fs), stop=len(sig))
+        kw = {"start": round(cfg.score_from_s * fs), "stop": len(sig)}
+        summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs, **kw)
+        if quality is not None:
+            summary["score_decided"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred,
+                                                    fs, shutdown=spans, **kw)
     write_json(out_dir / "monitor_summary.json", summary)
     if cfg.plot.enabled:
         plot_span(out_dir / "monitor.png", sig[:, 0], fs, res.sample, pred, res.alarms,
