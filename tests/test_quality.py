@@ -55,7 +55,8 @@ def test_one_lead_uses_the_low_frequency_excess_alone():
     # Known limit: with one lead the 1-4 Hz excess alone also marks this run of very wide
     # synthetic PVCs (39-44 s), so only the burst and the clean start are asserted here.
     x = two_leads(True)[:, :1]
-    v = signal_quality(x, FS, qcfg())
+    assert not signal_quality(x, FS, qcfg()).unreadable.any()  # off by default
+    v = signal_quality(x, FS, qcfg(max_lf_excess_single=4.0))
     assert np.isnan(v.agreement).all()
     assert not v.unreadable[:35].any() and not v.unreadable[50:int(BURST[0])].any()
     assert v.unreadable[int(BURST[0]):int(BURST[1])].sum() >= 5
