@@ -47,6 +47,8 @@ from ecgcnn.monitor.scoring import MATCH_TOLERANCE_S, match_beats
 
 LF_BAND_HZ = (1.0, 4.0)
 QRS_BAND_HZ = (5.0, 25.0)
+BEAT_BAND_HZ = (0.5, 40.0)  # the beat shapes compared by the template correlation
+BEAT_HALF_S = 0.150
 
 
 @dataclass
@@ -57,13 +59,15 @@ class Verdicts:
     unreadable: np.ndarray  # bool (m,)
     agreement: np.ndarray  # float64 (m,) NaN with one lead
     lf_excess: np.ndarray  # float64 (m,)
+    template_corr: np.ndarray  # float64 (m,) lowest beat correlation in the window
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
 
 def _empty() -> Verdicts:
-    return Verdicts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0))
+    return Verdicts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0),
+                    np.zeros(0))
 
 
 class QualityStage:
@@ -106,8 +110,17 @@ class QualityStage:
         single = cfg.max_lf_excess_single
         self.max_lf_single = np.inf if single is None else float(single)
         self.tol = round(MATCH_TOLERANCE_S * fs)
-        self.dets = ([StreamingQRSDetector(fs), StreamingQRSDetector(fs)] if n_leads >= 2
-                     else [])
+        self.dets = [StreamingQRSDetector(fs) for _ in range(min(2, n_leads))]
+        self.min_corr = float(cfg.min_template_corr)
+        self.k_beats = max(1, int(cfg.template_beats))
+        self.half = round(BEAT_HALF_S * fs)
+        self._sos_beat = sps.butter(2, BEAT_BAND_HZ, "bandpass", fs=fs, output="sos")
+        self._zi_beat = np.zeros((self._sos_beat.shape[0], 2))
+        self._fb = np.zeros(0)  # lead 0 in BEAT_BAND_HZ (causal), from sample _fb0 on
+        self._fb0 = 0
+        self._shapes: list[np.ndarray] = []  # last k_beats normalised beat shapes
+        self._corr: list[tuple[int, float]] = []  # (R peak, best correlation) per beat
+        self._n_corr = 0  # lead-0 peaks already given a correlation
         self.delay = max((d.max_delay_samples for d in self.dets), default=0)
         self.peaks: list[list[int]] = [[] for _ in self.dets]
         self.sos = [sps.butter(2, b, "bandpass", fs=fs, output="sos")
@@ -133,6 +146,8 @@ class QualityStage:
             return _empty()
         for j, d in enumerate(self.dets):
             self.peaks[j].extend(d.push(x[:, j]))
+        fb, self._zi_beat = sps.sosfilt(self._sos_beat, x[:, 0], zi=self._zi_beat)
+        self._fb = np.concatenate([self._fb, fb])
         sq = []
         for k, sos in enumerate(self.sos):
             y, self.zi[k] = sps.sosfilt(sos, x[:, 0], zi=self.zi[k])
@@ -162,7 +177,26 @@ class QualityStage:
         return out
 
     # ------------------------------------------------------------------------ verdicts
+    def _correlate(self) -> None:
+        """Each lead-0 beat's best correlation with the ``k_beats`` beats before it: a run of
+        PVCs repeats its shape (high), a false beat in noise or a beat it distorts does not."""
+        peaks, h = self.peaks[0], self.half
+        end = self._fb0 + self._fb.size
+        while self._n_corr < len(peaks) and peaks[self._n_corr] + h < end:
+            r = peaks[self._n_corr]
+            self._n_corr += 1
+            if r - h < self._fb0:
+                continue  # at the record start: no full window
+            w = self._fb[r - h - self._fb0:r + h + 1 - self._fb0]
+            w = w - w.mean()
+            w = w / (np.linalg.norm(w) + 1e-12)
+            best = float(max((float(w @ o) for o in self._shapes), default=1.0))
+            self._shapes = (self._shapes + [w])[-self.k_beats:]
+            self._corr.append((r, best))
+
     def _judge(self, final: bool) -> Verdicts:
+        if self.dets:
+            self._correlate()
         rows = []
         n_seg = len(self.power)
         while self.ready < n_seg:
@@ -177,8 +211,8 @@ class QualityStage:
             self.ratios.append(ratio)
             ref = float(np.percentile(self.ratios[-self.n_ref:], self.q))
             excess = ratio / ref if ref > 0 else (0.0 if ratio == 0 else np.inf)
-            if self.dets:
-                a, b = lo * self.seg, hi * self.seg
+            a, b = lo * self.seg, hi * self.seg
+            if len(self.dets) == 2:
                 d0, d1 = (np.asarray(p, np.int64) for p in self.peaks)
                 d0, d1 = d0[(d0 >= a) & (d0 < b)], d1[(d1 >= a) & (d1 < b)]
                 tp = match_beats(d0, d1, self.tol)[0]
@@ -188,21 +222,35 @@ class QualityStage:
             else:
                 agree = np.nan
                 bad = excess > self.max_lf_single
-            rows.append((k, bad, agree, excess))
+            tcorr = min((c for r, c in self._corr if a <= r < b), default=1.0)
+            bad = bad and tcorr < self.min_corr
+            rows.append((k, bad, agree, excess, tcorr))
             self.ready += 1
         self._trim()
         if not rows:
             return _empty()
-        k, bad, agree, excess = zip(*rows)
+        k, bad, agree, excess, tcorr = zip(*rows)
         return Verdicts(np.asarray(k, np.int64), np.asarray(bad, bool),
-                        np.asarray(agree, np.float64), np.asarray(excess, np.float64))
+                        np.asarray(agree, np.float64), np.asarray(excess, np.float64),
+                        np.asarray(tcorr, np.float64))
 
     def _trim(self) -> None:
         # peaks before the oldest window still to judge are never looked at again
         keep_from = (self.ready - self.ctx) * self.seg
         for j, p in enumerate(self.peaks):
             if len(p) > 256 and p[0] < keep_from:
-                self.peaks[j] = [v for v in p if v >= keep_from]
+                drop = sum(v < keep_from for v in p)
+                self.peaks[j] = p[drop:]
+                if j == 0:
+                    self._n_corr = max(0, self._n_corr - drop)
+        self._corr = [rc for rc in self._corr if rc[0] >= keep_from]
+        # the beat-band signal from the first beat still to correlate (its left half window)
+        nxt = self.peaks[0][self._n_corr] if self.dets and self._n_corr < len(self.peaks[0]) \
+            else self._fb0 + self._fb.size
+        # a peak not yet detected lies at most delay before the newest sample
+        cut = min(nxt, self.n - self.delay) - self.half - self._fb0
+        if cut > self._fb.size // 2 and cut > 4096:
+            self._fb, self._fb0 = self._fb[cut:], self._fb0 + cut
         if len(self.ratios) > 4 * self.n_ref:
             self.ratios = self.ratios[-self.n_ref:]
 
@@ -234,7 +282,8 @@ def signal_quality(signal: np.ndarray, fs: float, cfg, block: int | None = None)
     if not parts:
         return _empty()
     return Verdicts(*(np.concatenate([getattr(p, f) for p in parts])
-                      for f in ("index", "unreadable", "agreement", "lf_excess")))
+                      for f in ("index", "unreadable", "agreement", "lf_excess",
+                                "template_corr")))
 
 
 def shutdown_spans(unreadable: np.ndarray, seg: int, n: int) -> list[tuple[int, int]]:
