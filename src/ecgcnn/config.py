@@ -302,6 +302,33 @@ class MonitorConfig:
     plot: PlotConfig = field(default_factory=PlotConfig)
 
 
+@dataclass
+class LiveConfig:
+    """``ecgcnn-live``: the monitor on a page (``ecgcnn.monitor.live``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # root; beats: the checkpoint's
+    # WFDB record name under data.root, a CSV file, or "-" (CSV lines on standard input)
+    record: str | None = None
+    follow: bool = False  # record is a CSV that grows: read new lines as they arrive
+    idle_timeout_s: float | None = None  # follow: end the stream after this long unchanged
+    fs: float | None = None  # required for CSV / stdin
+    columns: list[int] = field(default_factory=lambda: [0])  # CSV columns, one per lead
+    leads: list[str] = field(default_factory=list)  # record leads; [] -> the model's leads
+    checkpoint: str | None = None  # None -> the shipped default model
+    engine: str = "fused"
+    chunk_s: float = 0.1  # replay chunk: the strip advances in steps this long
+    margin_s: float = 4.0
+    num_threads: int = 1
+    max_duration_s: float | None = None  # replay only the first seconds
+    speed: float = 1.0  # initial replay speed: 1, 10, or 0 = as fast as possible
+    host: str = "127.0.0.1"  # another address opens the page to other hosts (logged)
+    port: int = 8765
+    window_s: float = 10.0  # seconds of strip on the page
+    refresh_ms: int = 50  # how often the page pulls new points (10x: 0.5 s of signal)
+    linger_s: float | None = None  # stop serving this long after the stream ends
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+
 # ----------------------------------------------------------------------------- noise stress
 @dataclass
 class NoiseConfig:
@@ -375,6 +402,7 @@ def register_configs() -> None:
     cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
+    cs.store(name="base_live", node=LiveConfig)
     cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(name="base_zeroshot", node=ZeroShotConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
