@@ -12,8 +12,6 @@ lines from standard input (a device). Without ``checkpoint`` the shipped default
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
@@ -53,8 +51,8 @@ def live(cfg: DictConfig, out_dir, on_ready=None, stop=None):
 @cli_errors
 def main(cfg: DictConfig) -> None:
     out = output_dir()
-    print(f"events: {out / 'events.jsonl'}", file=sys.stderr)
-    feed = live(cfg, out, on_ready=lambda url, feed: print(f"live page: {url}", flush=True))
+    feed = live(cfg, out, on_ready=lambda url, feed: print(
+        f"live page: {url}\nevents: {out / 'events.jsonl'}", flush=True))
     print(f"{feed.title}: {feed.n_beats} beats {feed.counts}, {len(feed.alarms)} alarms")
 
 
