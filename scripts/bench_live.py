@@ -35,15 +35,21 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _ticks(pids) -> int:
-    total = 0
+def _ticks(pids) -> dict[int, int]:
+    """CPU ticks (user + system) of each process still there."""
+    out = {}
     for pid in pids:
         try:
             f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(f[11]) + int(f[12])  # utime + stime
+            out[pid] = int(f[11]) + int(f[12])
         except (OSError, IndexError):
             pass
-    return total
+    return out
+
+
+def _used(before: dict[int, int], after: dict[int, int]) -> int:
+    # per process: one that exits in between must not subtract its whole history
+    return sum(v - before.get(pid, 0) for pid, v in after.items())
 
 
 def _descendants(root: int) -> list[int]:
@@ -124,8 +130,8 @@ def main() -> None:
         try:
             drv.get(url)
             wait_for(drv, lambda s: s["n_shown"] > 0, 60, "the first samples on the page")
-            browser = _descendants(drv.service.process.pid)
-            me0, br0, m0 = time.process_time(), _ticks(browser), _machine_busy()
+            root = drv.service.process.pid
+            me0, br0, m0 = time.process_time(), _ticks(_descendants(root)), _machine_busy()
             t0 = time.perf_counter()
             rows = []
             while time.perf_counter() - t0 < seconds:
@@ -138,10 +144,10 @@ def main() -> None:
                 time.sleep(args.every)
             wall = time.perf_counter() - t0
             hz = os.sysconf("SC_CLK_TCK")
-            m1 = _machine_busy()
+            m1, br1 = _machine_busy(), _ticks(_descendants(root))
             res.update(rows=rows, wall=wall, me=100 * (time.process_time() - me0) / wall,
-                       browser=100 * (_ticks(browser) - br0) / hz / wall,
-                       machine=100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), n=len(browser),
+                       browser=100 * _used(br0, br1) / hz / wall,
+                       machine=100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), n=len(br1),
                        beats=feed.n_beats, alarms=len(feed.alarms))
             if args.screenshot:
                 drv.save_screenshot(args.screenshot)

@@ -22,7 +22,7 @@ import numpy as np
 COLOURS = {"N": "#2ca02c", "S": "#ff7f0e", "V": "#d62728", "F": "#9467bd", "Q": "#7f7f7f"}
 SEVERITY_COLOURS = {"high": "#d62728", "medium": "#ff7f0e", "low": "#1f77b4"}
 SPEEDS = (1.0, 10.0, 0.0)  # the speed buttons: 1x, 10x, as fast as possible
-MAX_BEATS, MAX_ALARMS = 300, 500
+MAX_BEATS, MAX_ALARMS = 64, 500
 
 
 def _clock(t: float) -> str:
