@@ -398,6 +398,12 @@ def test_page_in_chromium_shows_the_monitors_beats_and_alarms(model_119, tmp_pat
         assert c["t_shown"] > b["t_shown"] and c["t_shown"] - 10 <= c["alarm_t"][0] <= \
             c["t_shown"]
         drv.save_screenshot(str(out / "live_page_next_alarm.png"))
+        # speed buttons: 1x, then go on (the status names the speed the replay runs at)
+        click(drv, "speed", 0)
+        click(drv, "pause")
+        d = wait_for(drv, lambda s: not s["paused"] and s["speed"] == 0 and "1x" in s["status"],
+                     10, "1x, running")
+        wait_for(drv, lambda s: s["t_shown"] > d["t_shown"], 10, "the strip moving again")
     finally:
         if drv is not None:
             drv.quit()
