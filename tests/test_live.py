@@ -105,6 +105,23 @@ def test_record_replay_is_held_by_the_hook_and_events_match_the_monitor():
         assert y == np.float32(sig[s, 0])
 
 
+def test_records_in_any_format_reach_the_page(tmp_path, synth_dir):
+    import edfio
+
+    sig, _, _ = synth_ecg(20)
+    sig = sig[: len(sig) // 360 * 360]  # whole EDF data records of 1 s
+    name, x, fs = live_adapter.read_signal(synth_dir, "s1", ["MLII"])  # a name under root
+    assert name == "s1" and fs == 360.0 and x.shape[1] == 1
+    same = live_adapter.read_signal("/nowhere", str(synth_dir / "s1"), ["MLII"])  # a path
+    assert np.array_equal(same[1], x)
+    edfio.Edf([edfio.EdfSignal(sig[:, 0], 360, label="ECG1", physical_dimension="mV")]).write(
+        tmp_path / "r.edf")
+    name, x, fs = live_adapter.read_signal(None, str(tmp_path / "r.edf"), ["MLII"], lead="ECG1")
+    assert name == "r.edf" and fs == 360.0 and np.allclose(x[:, 0], sig[:, 0], atol=1e-3)
+    with pytest.raises(EcgError, match="fs"):
+        live_adapter.read_signal(None, str(tmp_path / "r.edf"), ["MLII"], lead="ECG1", fs=250)
+
+
 # ----------------------------------------------------------------------------- the feed
 def test_feed_ring_keeps_the_newest_samples():
     feed = LiveFeed(100.0, CLASSES, keep_s=0.5)  # 50 samples
@@ -247,7 +264,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, synth_dir):
     r = _cli([f"checkpoint={ck}", "record=nope", f"data.root={synth_dir}"], tmp_path)
     assert r.returncode == 2, r.stderr
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(err) == 1 and re.match(r"error: .*nope\.hea: header file not found", err[0])
+    assert len(err) == 1 and re.match(r"error: .*nope\.hea: record not found", err[0])
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

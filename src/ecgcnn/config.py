@@ -307,11 +307,13 @@ class LiveConfig:
     """``ecgcnn-live``: the monitor on a page (``ecgcnn.monitor.live``)."""
 
     data: DataConfig = field(default_factory=DataConfig)  # root; beats: the checkpoint's
-    # WFDB record name under data.root, a CSV file, or "-" (CSV lines on standard input)
+    # a WFDB record (name under data.root, or path), an .edf file, a CSV file, or "-" (CSV
+    # lines on standard input)
     record: str | None = None
+    lead: str | None = None  # the record's lead to use in place of the model's (ECG1, 0, ...)
     follow: bool = False  # record is a CSV that grows: read new lines as they arrive
     idle_timeout_s: float | None = None  # follow: end the stream after this long unchanged
-    fs: float | None = None  # required for CSV / stdin
+    fs: float | None = None  # required for CSV / stdin; checked against WFDB / EDF
     columns: list[int] = field(default_factory=lambda: [0])  # CSV columns, one per lead
     leads: list[str] = field(default_factory=list)  # record leads; [] -> the model's leads
     checkpoint: str | None = None  # None -> the shipped default model

@@ -372,7 +372,7 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
         if len(leads) != len(data_cfg.leads):
             raise EcgError(f"leads: {leads} but the model takes {len(data_cfg.leads)} "
                            f"({list(data_cfg.leads)})")
-        name, signal, fs = mon.read_signal(cfg.data.root, rec, leads)
+        name, signal, fs = mon.read_signal(cfg.data.root, rec, leads, cfg.lead, cfg.fs)
     if fs != float(data_cfg.fs):
         raise EcgError(f"fs: {name} is at {fs:g} Hz but the model expects {data_cfg.fs:g} Hz "
                        "(the live monitor does not resample)")

@@ -4,8 +4,8 @@ Everything the page needs from the rest of the project goes through these functi
 when ``monitor.stream`` / ``monitor.alarms`` / the record readers change, only this module is
 re-pointed:
 
-* :func:`read_signal` - one lead-selected record (WFDB under ``data.root`` today,
-  ``ecgcnn.data.io.read_record``);
+* :func:`read_signal` - one lead-selected record (WFDB at any path or under ``data.root``,
+  EDF/EDF+; ``ecgcnn.data.records.load_record``);
 * :func:`run_record` - a whole record through :func:`ecgcnn.monitor.stream.replay`, paced by
   the page (speed, pause) through a proxy of the alarm engine: ``replay`` calls
   ``alarms.push_signal(chunk, start)`` for every chunk before the stream sees it, which is
@@ -30,15 +30,22 @@ from ecgcnn.monitor.stream import BeatStream, Classifier, replay
 ChunkHook = Callable[[np.ndarray, int], None]
 
 
-def read_signal(root, name: str, leads: list[str]) -> tuple[str, np.ndarray, float]:
-    """``(name, signal (n, leads) mV, fs)`` of WFDB record ``name`` under ``root``.
+def read_signal(root, record: str, leads: list[str], lead=None, fs=None
+                ) -> tuple[str, np.ndarray, float]:
+    """``(name, signal (n, leads) mV, fs)`` of a WFDB record or EDF/EDF+ file.
 
+    ``record`` is a path (``/dir/100``, ``x.edf``) or a record name under ``root``;
+    ``lead`` the record's lead to use in place of ``leads[0]`` (``ecgcnn.data.records``).
     Raises ``EcgError`` (one line naming the file) for an unknown record or a missing lead.
     """
-    from ecgcnn.data.io import read_record, resolve_root
+    from ecgcnn.data.io import resolve_root
+    from ecgcnn.data.records import load_record
 
-    rec = read_record(Path(resolve_root(root)), str(name), leads=list(leads), annotator=None)
-    return rec.name, rec.signal, float(rec.fs)
+    path = Path(record)
+    if not path.is_absolute() and not path.parent.parts and not path.exists():
+        path = Path(resolve_root(root)) / record  # a name such as 119 under data.root
+    rec = load_record(path, leads=list(leads), lead=lead, fs=fs, annotator=None)
+    return path.name, rec.signal, float(rec.fs)
 
 
 def beat_event(ev: dict, fs: float, classes: list[str]) -> dict:
