@@ -28,7 +28,8 @@ from ecgcnn.data.beats import CLASSES, RR_FEATURES
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor import live_adapter
 from ecgcnn.monitor.alarms import AlarmEngine
-from ecgcnn.monitor.live import LiveFeed, follow_csv, parse_csv_lines, serve
+from ecgcnn.monitor.live import LiveFeed, serve
+from ecgcnn.monitor.live_adapter import follow_csv, parse_csv_lines
 from ecgcnn.monitor.stream import BeatStream, replay
 
 HAVE_CHROMIUM = bool(shutil.which("chromium") and shutil.which("chromedriver"))

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,56 +163,6 @@ class LiveFeed:
             return {"t": self.n / self.fs, "alarms": len(self.alarms), "counts": dict(self.counts),
                     "speed": self.speed, "paused": self.paused, "seeking": self.seeking,
                     "done": self.done, "error": self.error}
-
-
-# ---------------------------------------------------------------------------- live sources
-def parse_csv_lines(lines: list[str], columns: list[int], source: str) -> np.ndarray:
-    """``(n, len(columns))`` float32 samples of CSV text lines (``,`` or ``;``; a non-numeric
-    line, such as a header, is skipped)."""
-    rows = []
-    for line in lines:
-        vals = [v for v in line.replace(";", ",").split(",")]
-        if not line.strip():
-            continue
-        try:
-            nums = [float(v) for v in vals]
-        except ValueError:
-            continue  # a header line
-        try:
-            rows.append([nums[c] for c in columns])
-        except IndexError:
-            raise EcgError(f"columns: {columns} not in {source} ({len(nums)} columns)") from None
-    out = np.asarray(rows, dtype=np.float32).reshape(-1, len(columns))
-    if not np.all(np.isfinite(out)):
-        raise EcgError(f"{source}: NaN or inf samples in columns {columns}")
-    return out
-
-
-def follow_csv(fh, columns: list[int], source: str, poll_s: float = 0.05,
-               idle_timeout_s: float | None = None, follow: bool = True,
-               stop: threading.Event | None = None) -> Iterator[np.ndarray]:
-    """Chunks of a CSV as it grows: every complete line read so far, then wait for more.
-
-    ``follow=False`` ends at the end of the file (standard input ends at EOF either way);
-    ``idle_timeout_s`` ends a followed file that has not grown for that long.
-    """
-    part, idle = "", 0.0
-    while stop is None or not stop.is_set():
-        data = fh.read(1 << 16)
-        if data:
-            idle = 0.0
-            text = part + data
-            lines = text.split("\n")
-            part = lines.pop()
-            if lines:
-                yield parse_csv_lines(lines, columns, source)
-            continue
-        if not follow or (idle_timeout_s is not None and idle >= idle_timeout_s):
-            break
-        time.sleep(poll_s)
-        idle += poll_s
-    if part.strip():
-        yield parse_csv_lines([part], columns, source)
 
 
 # ---------------------------------------------------------------------------- server
@@ -365,7 +315,7 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
         signal = None
         if rec != "-" and not cfg.follow:
             with open(rec) as fh:
-                signal = parse_csv_lines(fh.read().splitlines(), cols, rec)
+                signal = mon.parse_csv_lines(fh.read().splitlines(), cols, rec)
             if not len(signal):
                 raise EcgError(f"record: {rec}: no numeric lines")
     else:
@@ -404,7 +354,7 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
                 mon.run_record(signal, fs, chunk_s=cfg.chunk_s, **common)
             else:
                 with open(rec) if rec != "-" else nullcontext(sys.stdin) as fh:
-                    chunks = follow_csv(fh, cols, name, follow=cfg.follow,
+                    chunks = mon.follow_csv(fh, cols, name, follow=cfg.follow,
                                         idle_timeout_s=cfg.idle_timeout_s, stop=stop)
                     mon.run_chunks(chunks, fs, len(cols), **common)
         finally:

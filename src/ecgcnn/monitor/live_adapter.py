@@ -13,16 +13,20 @@ re-pointed:
 * :func:`run_chunks` - an open-ended source (a growing CSV, standard input), for which
   ``replay`` (it takes the whole signal) has no entry point: it runs ``replay``'s per-chunk
   steps, and ``tests/test_live.py`` checks that its events equal ``replay``'s on one signal.
+* :func:`parse_csv_lines`, :func:`follow_csv` - CSV text as it arrives (a growing file, stdin);
 * :func:`beat_event` - the beat line of ``events.jsonl``, as ``ecgcnn-monitor`` writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import AlarmEngine
 from ecgcnn.monitor.stream import BeatStream, Classifier, replay
 
@@ -46,6 +50,55 @@ def read_signal(root, record: str, leads: list[str], lead=None, fs=None
         path = Path(resolve_root(root)) / record  # a name such as 119 under data.root
     rec = load_record(path, leads=list(leads), lead=lead, fs=fs, annotator=None)
     return path.name, rec.signal, float(rec.fs)
+
+
+def parse_csv_lines(lines: list[str], columns: list[int], source: str) -> np.ndarray:
+    """``(n, len(columns))`` float32 samples of CSV text lines (``,`` or ``;``; a non-numeric
+    line, such as a header, is skipped)."""
+    rows = []
+    for line in lines:
+        vals = [v for v in line.replace(";", ",").split(",")]
+        if not line.strip():
+            continue
+        try:
+            nums = [float(v) for v in vals]
+        except ValueError:
+            continue  # a header line
+        try:
+            rows.append([nums[c] for c in columns])
+        except IndexError:
+            raise EcgError(f"columns: {columns} not in {source} ({len(nums)} columns)") from None
+    out = np.asarray(rows, dtype=np.float32).reshape(-1, len(columns))
+    if not np.all(np.isfinite(out)):
+        raise EcgError(f"{source}: NaN or inf samples in columns {columns}")
+    return out
+
+
+def follow_csv(fh, columns: list[int], source: str, poll_s: float = 0.05,
+               idle_timeout_s: float | None = None, follow: bool = True,
+               stop: threading.Event | None = None) -> Iterator[np.ndarray]:
+    """Chunks of a CSV as it grows: every complete line read so far, then wait for more.
+
+    ``follow=False`` ends at the end of the file (standard input ends at EOF either way);
+    ``idle_timeout_s`` ends a followed file that has not grown for that long.
+    """
+    part, idle = "", 0.0
+    while stop is None or not stop.is_set():
+        data = fh.read(1 << 16)
+        if data:
+            idle = 0.0
+            text = part + data
+            lines = text.split("\n")
+            part = lines.pop()
+            if lines:
+                yield parse_csv_lines(lines, columns, source)
+            continue
+        if not follow or (idle_timeout_s is not None and idle >= idle_timeout_s):
+            break
+        time.sleep(poll_s)
+        idle += poll_s
+    if part.strip():
+        yield parse_csv_lines([part], columns, source)
 
 
 def beat_event(ev: dict, fs: float, classes: list[str]) -> dict:
