@@ -94,8 +94,10 @@ def make_document(doc, feed, window_s: float, refresh_ms: int) -> None:
     p.y_range = DataRange1d(renderers=[line], range_padding=0.3)  # room for the labels
     p.quad(left="left", right="right", bottom=-1e3, top=1e3, source=spans, fill_color="colour",
            fill_alpha=0.15, line_alpha=0)
-    p.add_layout(LabelSet(x="left", y=4, y_units="screen", x_offset=3, text="rule",
-                          source=spans, text_font_size="11px", text_color="colour"))
+    # at the span's end (where the alarm was decided), which is on the strip longest
+    p.add_layout(LabelSet(x="right", y=4, y_units="screen", x_offset=-3, text="rule",
+                          source=spans, text_font_size="11px", text_color="colour",
+                          text_align="right"))
     for c in classes:
         p.scatter("t", "y", source=beats, view=CDSView(filter=GroupFilter(column_name="cls",
                                                                           group=c)),
