@@ -19,6 +19,25 @@ Options passed to bxb (see ``bxb.c``):
 The 150 ms match window (``-w``) is left at EC57's value. bxb maps MIT-BIH symbols to AAMI
 classes itself (``amap`` in ``bxb.c``: paced ``/`` and ``f`` count as Q, a test annotation that
 is not a beat is ignored).
+
+How bxb's counts relate to the project's scorer (``monitor.scoring.match_beats``/``qrs_se_ppv``
+and ``evaluation.aami.score``), checked beat for beat in ``tests/test_annotations.py`` on
+MIT-BIH 208, 232 and 207 from 0 s and from 300 s:
+
+- QRS TP/FN/FP: identical (``qrs_se_ppv`` with ``skip=vf_episodes(...)``: bxb ignores
+  reference annotations inside ``[``..``]`` flutter episodes and does not count unmatched test
+  beats there).
+- VEB TP/FN/FP: identical, when missed reference V beats (bxb's ``Vo``) are added to FN and
+  extra test beats called V (``Ov``) to FP.
+- SVEB: bxb's ``amap`` counts atrial (``e``) and nodal (``j``) **escape** beats as S;
+  ``data.beats.AAMI_MAP`` (de Chazal et al. 2004, the convention of the papers this project
+  compares against) counts them as N. On records with such beats bxb's SVEB figures therefore
+  differ: every e/j beat becomes an S beat (a TP if the test called it S, else an FN) and a
+  test S on it is no longer an FP. MIT-BIH has 245 of them in the 44 non-paced records (222:
+  212 j, 223: 16 e, 201: 10 j, 124: 5 j, 108: 1 j, 232: 1 j). Otherwise SVEB TP/FN/FP agree
+  (with ``So`` added to FN and ``Os`` to FP).
+- TN: bxb's VEB TN leaves missed beats out; the project scores classes on matched beats only,
+  so compare TN only after the same construction.
 """
 
 from __future__ import annotations
