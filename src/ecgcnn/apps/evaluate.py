@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.apps.train import check_split_records
 from ecgcnn.config import DataConfig, check_config
 from ecgcnn.data.beats import BeatSet
@@ -83,6 +83,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return metrics
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.apps.evaluate import load_model
 from ecgcnn.atomic import write_npz_atomic
 from ecgcnn.config import check_config
@@ -262,6 +262,7 @@ class SummaryCallback(Callback):
         print(format_summary(s) + f"\nsummary: {sweep / 'report.html'}")
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
 @cli_errors
 def main(cfg: DictConfig) -> None:

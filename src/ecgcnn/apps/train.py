@@ -12,7 +12,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.data.cache import load_beats
@@ -110,6 +110,7 @@ def train(cfg: DictConfig, out_dir: Path, beats: dict[str, BeatSet] | None = Non
             dist.destroy_process_group()
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @cli_errors
 def main(cfg: DictConfig) -> None:
