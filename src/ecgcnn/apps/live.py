@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.apps.monitor import load_classifier
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.monitor.live import run_live
@@ -47,6 +47,7 @@ def live(cfg: DictConfig, out_dir, on_ready=None, stop=None):
     return run_live(cfg, out_dir, classifier, data_cfg, classes, on_ready, stop)
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="live")
 @cli_errors
 def main(cfg: DictConfig) -> None:
