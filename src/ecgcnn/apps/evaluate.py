@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import BeatSet
 from ecgcnn.data.cache import load_beats
@@ -56,6 +56,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return metrics
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.report import pct
 from ecgcnn.evaluation.summary import format_summary, summarize
@@ -48,6 +48,7 @@ class SummaryCallback(Callback):
         print(format_summary(s) + f"\nsummary: {sweep / 'report.html'}")
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="finetune")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.config import FinetuneConfig, PatientModelConfig
 from ecgcnn.data.preprocess import resample
 from ecgcnn.errors import EcgError, cli_errors
@@ -333,6 +333,7 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
     return summary
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="noise_stress")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the group schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.data.cache import load_beats
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.personalize.zero_shot import check_person, run_patient
@@ -31,6 +31,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     return run_patient(cfg, data.beats, record, out_dir, save_model=cfg.save_model)
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="zeroshot")
 @cli_errors
 def main(cfg: DictConfig) -> None:
