@@ -23,6 +23,7 @@ from ecgcnn.synthesis.zeroshot import (
     F,
     N,
     Q,
+    S,
     V,
     alarm_stats,
     beats_figure,
@@ -145,7 +146,7 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
 
     Returns
     -------
-    dict with ``p_abnormal`` (len(test),), ``p_views`` (view -> P(abnormal)), ``threshold``,
+    dict with ``p_abnormal`` (len(test),), ``p_sv`` (len(test), 2) mean P(S), P(V), ``p_views`` (view -> P(abnormal)), ``threshold``,
     ``runs`` (fit results), ``synth`` (the synthetic beats), ``views``, ``val_normal_beats``
     """
     fs = float(cfg.data.fs)
@@ -175,6 +176,7 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
     device = select_device(cfg.trainer.device)
     n_models = int(cfg.ensemble) * len(views)
     p_abn = np.zeros(len(test))
+    p_sv = np.zeros((len(test), 2))  # mean P(S), P(V): which abnormal class a flag is
     p_views = {}  # view -> P(abnormal) averaged over that view's models
     p_val_n = None
     runs = []
@@ -206,13 +208,15 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
                             out_dir=Path(out_dir) if save else None,
                             extra=checkpoint_extra(cfg, record, view) if save else None,
                             desc=f"zeroshot {record} ({view})"))
-            p_k = 1.0 - predict(model, te, device)[:, N]
+            proba = predict(model, te, device)
+            p_k = 1.0 - proba[:, N]
+            p_sv += proba[:, [S, V]] / n_models
             p_abn += p_k / n_models
             p_views[view] = p_views.get(view, 0.0) + p_k / int(cfg.ensemble)
             if len(p_val_n):
                 p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / n_models
     threshold = person_threshold(p_val_n, cfg.threshold, cfg.threshold_fpr)
-    return {"p_abnormal": p_abn, "p_views": p_views, "threshold": threshold, "runs": runs,
+    return {"p_abnormal": p_abn, "p_sv": p_sv, "p_views": p_views, "threshold": threshold, "runs": runs,
             "synth": synth, "views": views, "val_normal_beats": len(p_val_n)}
 
 
