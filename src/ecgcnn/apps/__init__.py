@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 
-#: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
-#: ``configs/`` folder of the source tree this package was installed from.
-CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parents[3] / "configs")
+from ecgcnn.atomic import write_json  # noqa: F401  (re-exported for the apps)
+from ecgcnn.config import CONFIG_DIR  # noqa: F401
 
 
 def output_dir() -> Path:
@@ -17,15 +14,6 @@ def output_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
-    from ecgcnn.atomic import atomic_output
-
-    with atomic_output(path, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
 
 
 #: Config keys (last dotted component) that hold record names: ``record``, ``data.records``,
