@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.data.beats import AAMI_MAP, CLASSES, RR_FEATURES
 from ecgcnn.data.io import read_record, resolve_root
 from ecgcnn.errors import EcgError, cli_errors
@@ -428,6 +428,7 @@ def plot_span(path: Path, x: np.ndarray, fs: float, samples, pred, alarms, start
     fig.savefig(path, dpi=110)
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="monitor")
 @cli_errors
 def main(cfg: DictConfig) -> None:
