@@ -117,8 +117,8 @@ class _HookedAlarms:
         self.before_chunk(chunk, start)
         return self.engine.push_signal(chunk, start)
 
-    def push_beats(self, samples, classes, now):
-        return self.engine.push_beats(samples, classes, now)
+    def push_beats(self, samples, classes, now, **kw):
+        return self.engine.push_beats(samples, classes, now, **kw)  # e.g. unreadable=
 
     def flush(self, now):
         return self.engine.flush(now)
