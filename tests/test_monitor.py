@@ -276,7 +276,8 @@ def test_monitor_app_on_a_csv_stream(tmp_path):
     # The first (0.6 s) and last (> 38.8 s) beats lie within a trio window of the edges.
     assert s["beats_dropped_at_edges"] == 2
     assert s["beats_classified"] == s["beats_detected"] - 2
-    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx((432 + 1440) / FS)
+    # trio window (432) + its moving mean (6 + 1) + backward-filter margin (4 s)
+    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx((432 + 7 + 1440) / FS, abs=1e-3)
     lines = [json.loads(v) for v in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     assert sum(e["type"] == "beat" for e in lines) == s["beats_classified"]
     assert [e["rule"] for e in lines if e["type"] == "alarm"].count("vt") == 1
