@@ -142,7 +142,7 @@ class TrainerConfig:
     amp: bool = False  # mixed precision, CUDA only
     num_threads: int = 2
     seed: int = 0
-    loss: str = "cross_entropy"  # cross_entropy | mse | hinge | exponential
+    loss: str = "cross_entropy"  # cross_entropy | mse | hinge
     class_weighting: str = "none"  # none | inverse | sqrt
     balanced_sampling: bool = False
     val_fraction: float = 0.1  # carved from the training patients' beats only
