@@ -42,13 +42,14 @@ import torch
 
 from ecgcnn.apps import CONFIG_DIR
 from ecgcnn.apps.finetune import finetune_patient, prepared_template, view_data, view_files
-from ecgcnn.apps.monitor import monitor, score_stream
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.io import DATA_ENV, read_record
 from ecgcnn.data.splits import draw_common_set
 from ecgcnn.errors import cli_errors
 from ecgcnn.evaluation.aami import veb_sveb
+from ecgcnn.monitor.scoring import score_stream
+from ecgcnn.monitor.session import monitor
 
 QUICK = ["100", "119", "200", "208", "233"]
 
@@ -57,7 +58,7 @@ def compose(name: str, overrides: list[str]):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import ecgcnn.apps.monitor  # noqa: F401  (registers base_monitor)
+    import ecgcnn.config  # noqa: F401  (registers base_monitor)
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hcompose(config_name=name, overrides=overrides)

@@ -11,12 +11,14 @@ import pytest
 from conftest import compose
 from omegaconf import OmegaConf
 
-from ecgcnn.apps.monitor import load_classifier, monitor, score_stream
 from ecgcnn.config import AlarmConfig, DataConfig
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, extract_beats, rr_features
 from ecgcnn.data.io import Record
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import AlarmEngine
+from ecgcnn.monitor.models import load_classifier
+from ecgcnn.monitor.scoring import score_stream
+from ecgcnn.monitor.session import monitor
 from ecgcnn.monitor.stream import BeatStream, replay
 
 FS = 360.0
@@ -344,7 +346,7 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     # the finetune default trains two views: the monitor averages them (also=[model_add.pt]),
     # cutting each model's channels from one running-template stream
     from ecgcnn.apps.evaluate import checkpoint_data_config
-    from ecgcnn.apps.monitor import _averaged
+    from ecgcnn.monitor.models import averaged as _averaged
 
     ck_add = tmp_path / "model" / "model_add.pt"
     mc = compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",

@@ -51,3 +51,12 @@ def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
     """``numpy.savez`` of ``arrays`` to ``path``, atomically (see :func:`atomic_output`)."""
     with atomic_output(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
+    import json
+
+    with atomic_output(path, "w") as fh:
+        json.dump(payload, fh, indent=2)
+        fh.write("\n")

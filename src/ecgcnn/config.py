@@ -287,7 +287,8 @@ class MonitorConfig:
     fs: float | None = None  # required with input=
     columns: list[int] = field(default_factory=lambda: [0])  # input= columns, one per lead
     leads: list[str] = field(default_factory=list)  # record= leads; [] -> the model's leads
-    checkpoint: str = MISSING  # checkpoint (best.pt / model.pt) or exported model.pt / .onnx
+    # checkpoint (best.pt / model.pt) or exported model.pt / .onnx; None: the shipped model
+    checkpoint: str | None = None
     # more models of the same patient (e.g. [<run>/208_m5/model_add.pt], the other input view
     # of a two-view patient): every beat's probabilities are averaged over all the models
     also: list[str] = field(default_factory=list)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -19,9 +18,7 @@ def output_dir() -> Path:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
-    from ecgcnn.atomic import atomic_output
+    """Write JSON atomically (``ecgcnn.atomic.write_json``)."""
+    from ecgcnn.atomic import write_json as _write
 
-    with atomic_output(path, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
+    _write(path, payload)

@@ -5,7 +5,7 @@ becomes true and lasts while it stays true; an episode raises one alarm, and no 
 that rule comes within ``refractory_s`` of the last one, so one run of VT, one stretch of
 bigeminy or one flat line is one alarm.
 
-Rules (thresholds in :class:`~ecgcnn.apps.monitor.AlarmConfig`):
+Rules (thresholds in :class:`~ecgcnn.config.AlarmConfig`):
 
 ===========  =========================================================================
 v_beat       any V beat

@@ -38,6 +38,7 @@ from ecgcnn.data.beats import (
     _windows,
     plain_channels,
     rr_features,
+    running_median,
     template_mode,
 )
 from ecgcnn.errors import EcgError
@@ -47,7 +48,6 @@ from ecgcnn.synthesis.normalize import (
     BEAT_SCALES,
     beat_ptp,
     running_scale,
-    running_template,
     unit_scale,
 )
 
@@ -251,8 +251,7 @@ class BeatStream:
             return x
         ok = rr[:, RR_FEATURES.index("pre_local")] >= self.beat.template_gate
         hist = self._history
-        eligible = np.concatenate([np.ones(len(hist), bool), ok])
-        ref = running_template(x, self.template_window, history=hist, eligible=eligible)
+        ref = running_median(x, self.template_window, ok, history=hist)
         self._history = np.concatenate([hist, x[ok]])[-self.template_window:]
         diffs = (x - ref).astype(np.float32)
         return np.concatenate([x, diffs], axis=1) if self.template == "add" else diffs

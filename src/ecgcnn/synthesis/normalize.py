@@ -72,8 +72,12 @@ def running_template(x: np.ndarray, window: int, history: np.ndarray | None = No
     back into it). ``eligible``: boolean over ``history`` then ``x``; only those beats enter a
     template (e.g. not premature ones, so that a run of ectopic beats does not become the
     reference). A beat with no eligible past is its own template."""
-    past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
-    return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
+    if history is None or eligible is None:
+        past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
+        return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
+    # only eligible history beats can enter a template: those are all the median needs
+    old = eligible[:len(history)]
+    return running_median(x, window, eligible[len(history):], history=history[old])
 
 
 def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,
