@@ -303,6 +303,28 @@ class MonitorConfig:
     plot: PlotConfig = field(default_factory=PlotConfig)
 
 
+@dataclass
+class AnalyzeConfig:
+    """``ecgcnn-analyze``: a whole recording classified offline (the stream in large blocks)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # annotator, resample; beats: model's
+    record: str | None = None  # a WFDB record path (no extension), an .edf or a .csv file
+    # checkpoint or exported model; None: the shipped generic model ('checkpoint' as in
+    # ecgcnn-monitor: 'model' is a config group)
+    checkpoint: str | None = None
+    also: list[str] = field(default_factory=list)  # more views of the same patient, averaged
+    lead: str | None = None  # the record's lead (name or index) instead of the model's
+    fs: float | None = None  # required for CSV
+    engine: str = "fused"
+    block_s: float = 600.0  # signal fed to the stream at a time (memory: one block)
+    margin_s: float = 4.0  # as ecgcnn-monitor: the same beats
+    num_threads: int = 1
+    annotator: str = "ecgcnn"  # <record>.<annotator>, as ecgcnn-personalize writes
+    trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
+    report: bool = True
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+
 # ----------------------------------------------------------------------------- noise stress
 @dataclass
 class NoiseConfig:
@@ -376,6 +398,7 @@ def register_configs() -> None:
     cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
+    cs.store(name="base_analyze", node=AnalyzeConfig)
     cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(name="base_zeroshot", node=ZeroShotConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
