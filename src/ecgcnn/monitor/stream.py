@@ -270,22 +270,18 @@ class BeatStream:
         return np.stack(chans, axis=1)
 
     def _trio(self, lead: np.ndarray, rel: np.ndarray, first: int, last: int) -> np.ndarray:
-        """``_windows`` of ``uniform_filter1d(lead, trio_k, mode="nearest")``, the moving mean
-        taken at the window's sample positions only: each value is a sum over the same
-        samples whatever the chunking (a running sum would carry its rounding along)."""
+        """``_windows`` of ``uniform_filter1d(lead, trio_k, mode="nearest")`` over the stretch
+        these windows cover. Each moving mean is a sum of the same ``trio_k`` samples in the
+        same order, whatever the chunking (a running sum would carry its rounding along)."""
         b, k = self.beat, self.trio_k
-        pos = rel[:, None] - b.trio_before + np.linspace(0.0, b.trio_before + b.trio_after - 1,
-                                                         b.length)[None, :]
-        i0 = np.floor(pos).astype(np.int64)
-        frac = (pos - i0).astype(np.float32)
-        taps = np.arange(k) - k // 2  # ndimage's window for size k: [i - k//2, i - k//2 + k)
-
-        def smooth(i):
-            return lead[np.clip(i[..., None] + taps, first, last)].astype(np.float64).mean(-1)
-
-        s0 = smooth(i0).astype(np.float32)
-        s1 = smooth(np.minimum(i0 + 1, last)).astype(np.float32)
-        return s0 * (1 - frac) + s1 * frac
+        r0 = max(first, int(rel.min()) - b.trio_before - 1)
+        r1 = min(last + 1, int(rel.max()) + b.trio_after + 2)
+        idx = np.arange(r0, r1)
+        acc = np.zeros(r1 - r0)
+        for tap in range(-(k // 2), k - k // 2):  # ndimage's window: [i - k//2, i - k//2 + k)
+            acc += lead[np.clip(idx + tap, first, last)]
+        smooth = (acc / k).astype(np.float32)
+        return _windows(smooth, rel - r0, b.trio_before, b.trio_after, b.length)
 
     def _trim(self) -> None:
         # Keep what the next beat to emit, or any beat the detector may still return
