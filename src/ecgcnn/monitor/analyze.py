@@ -61,13 +61,16 @@ def heart_rate_trend(samples: np.ndarray, pred: np.ndarray, fs: float, duration_
     return out
 
 
-def analyze(cfg: DictConfig, out_dir: Path) -> dict:
+def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfig | None = None,
+            classes=None) -> dict:
     """Classify every beat of ``cfg.record``; write annotations, events, summary and report.
 
     Parameters
     ----------
     cfg : ``AnalyzeConfig``
     out_dir : output folder (created; existing outputs are never overwritten)
+    classifier, data_cfg, classes : a classifier callable ``(x, rr) -> probs`` with the
+        ``DataConfig`` its beats need and its class names, instead of ``cfg.checkpoint``
 
     Returns
     -------
@@ -85,11 +88,17 @@ def analyze(cfg: DictConfig, out_dir: Path) -> dict:
         raise EcgError("record: required (a WFDB record path, an .edf or a .csv file)")
     torch.set_num_threads(int(cfg.num_threads))
     t0 = time.perf_counter()
-    path = resolve_checkpoint(cfg.checkpoint)
-    classifier, ck, classes = load_classifier(path, cfg.engine)
-    data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
-    if cfg.also:
-        classifier, data_cfg = averaged(_as_monitor(cfg, path), classifier, data_cfg, classes)
+    if classifier is None:
+        path = resolve_checkpoint(cfg.checkpoint)
+        classifier, ck, classes = load_classifier(path, cfg.engine)
+        data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
+        if cfg.also:
+            classifier, data_cfg = averaged(_as_monitor(cfg, path), classifier, data_cfg,
+                                            classes)
+    elif data_cfg is None or classes is None:
+        raise EcgError("analyze: a classifier callable needs its data_cfg and classes")
+    else:
+        path = "(classifier callable)"
     to_aami = np.asarray([CLASSES.index(c) for c in classes])
     rec = load_record(cfg.record, leads=list(data_cfg.leads), lead=cfg.lead, fs=cfg.fs,
                       annotator=cfg.data.annotator or None)
@@ -119,7 +128,8 @@ def analyze(cfg: DictConfig, out_dir: Path) -> dict:
     t_ana = time.perf_counter() - t0 - t_read
     write_annotations(out_dir, rec.name, smp_rec, np.asarray(CLASSES)[pred], fs_rec,
                       annotator=cfg.annotator)
-    events = list(res.alarms)
+    # offline, when the stream raised an alarm says nothing (it depends on the block size)
+    events = [{k: v for k, v in a.items() if k != "t_raised"} for a in res.alarms]
     with open(out_dir / "events.jsonl", "x") as fh:
         fh.writelines(json.dumps({"type": "signal_loss", "t_start": round(a / fs, 3),
                                  "t_stop": round(b / fs, 3)}) + "\n" for a, b in spans)
