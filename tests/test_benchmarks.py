@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: script -> (small-mode arguments, keys of its last JSON line); "{out}": a temporary folder
 SMALL = {
-    "bench_inference.py": (["--quick", "--repeats", "1"],
+    "bench_inference.py": (["--quick", "--beats", "2048", "--repeats", "1"],
                            ["beats_per_s", "baseline_beats_per_s", "speedup"]),
     "bench_prepare.py": (["--records", "100", "119", "--repeats", "1"],
                          ["prepare_s", "wfdb_read_s", "ratio", "peak_rss_mb"]),
