@@ -66,7 +66,7 @@ def patient_model(root: str, patient: str, epochs: int, out: Path) -> Path:
 
     import ecgcnn.config  # noqa: F401
     from ecgcnn.apps import CONFIG_DIR
-    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.personalize.patient_specific import finetune_patient
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="finetune", overrides=[

@@ -72,7 +72,7 @@ def data_root() -> str:
 
 def train_ds1(epochs: int, out: Path) -> tuple[float, Path]:
     """Train the default config on DS1 for ``epochs``; seconds per epoch and best.pt."""
-    from ecgcnn.apps.train import train
+    from ecgcnn.training.train import train
 
     cfg = compose_train(["split=inter_patient", "trainer.progress=false",
                          f"trainer.max_epochs={epochs}", f"data.root={data_root()}"])
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
                          "classes": list("NSVFQ")}, ckpt)
         print("model: kiranyaz2016 with random weights")
     else:
-        from ecgcnn.apps.evaluate import load_model
+        from ecgcnn.training.checkpoint import load_model
 
         model = load_model(ckpt)[0]
         print(f"model: {ckpt}")

@@ -2,7 +2,7 @@
 """Benchmark ecgcnn-monitor on the 44 non-paced MIT-BIH records: detection, end-to-end
 classification against the annotation-based results of the same models, speed and latency.
 
-For each record: the per-patient CNN of ``ecgcnn.apps.finetune.finetune_patient`` (common set
+For each record: the per-patient CNN of ``ecgcnn.personalize.patient_specific.finetune_patient`` (common set
 plus the record's first 5 minutes, ``--epochs`` epochs) is evaluated
 
 (a) on the annotation-based beats of minutes 5-30 (``patient.test``: reference R peaks,
@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 from ecgcnn.apps import CONFIG_DIR
-from ecgcnn.apps.finetune import finetune_patient, prepared_template, view_data, view_files
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.io import DATA_ENV, read_record
@@ -50,6 +49,12 @@ from ecgcnn.errors import cli_errors
 from ecgcnn.evaluation.aami import veb_sveb
 from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.session import monitor
+from ecgcnn.personalize.patient_specific import (
+    finetune_patient,
+    prepared_template,
+    view_data,
+    view_files,
+)
 
 QUICK = ["100", "119", "200", "208", "233"]
 

@@ -98,8 +98,8 @@ def test_flat_segment_is_signal_loss_with_nothing_classified(tmp_path):
 def test_batch_equals_stream_on_a_real_record(mitdb, tmp_path):
     import torch
 
-    from ecgcnn.apps.finetune import finetune_patient
     from ecgcnn.monitor.session import monitor
+    from ecgcnn.personalize.patient_specific import finetune_patient
 
     torch.set_num_threads(1)
     ft = compose("finetune", ["record=119", "trainer.max_epochs=1", "report=false",

@@ -109,3 +109,46 @@ def test_atr_against_itself(mitdb, bindir):
     assert r["veb"]["tp"] == 1 and r["sveb"]["tp"] == 33
     # EC57's own start (after the 5-minute learning period) scores fewer beats.
     assert bxb.run_bxb(mitdb, "100", "atr", start_s=300, bindir=bindir)["qrs"]["tp"] == 1902
+
+
+def test_match_beats_bxb_rule():
+    from ecgcnn.monitor.scoring import match_beats
+
+    # bxb pairs the nearer of two detections in the window; match_beats the earlier.
+    assert bxb.match_beats_bxb([400], [390, 395], 54)[3].tolist() == [[400, 395]]
+    assert match_beats([400], [390, 395], 54)[3].tolist() == [[400, 390]]
+    # The look-ahead example of bxb.c (match window 37): ref 96, 160; test 128, 185.
+    tp, fn, fp, pairs = bxb.match_beats_bxb([96, 160], [128, 185], 37)
+    assert (tp, fn, fp) == (2, 0, 0) and pairs.tolist() == [[96, 128], [160, 185]]
+    # bxb is not a maximal matching: 140 is nearer 150 than 100, so 100 is missed and 190 extra.
+    assert bxb.match_beats_bxb([100, 150], [140, 190], 54)[:3] == (1, 1, 1)
+    assert match_beats([100, 150], [140, 190], 54)[:3] == (2, 0, 0)
+    # Window inclusive; empty sides.
+    assert bxb.match_beats_bxb([10], [64], 54)[:3] == (1, 0, 0)
+    assert bxb.match_beats_bxb([], [5], 54)[:3] == (0, 0, 1)
+    assert bxb.match_beats_bxb([5], [], 54)[:3] == (0, 1, 0)
+
+
+def test_match_beats_bxb_against_bxb(tmp_path, bindir):
+    # Beats 110-550 ms apart, 90 % detected with up to +-60 samples of jitter, 60 spurious
+    # detections: many beats with two detections in the window. Classes N/V at random on both
+    # sides, so the pairing itself shows in the V counts. The port pairs as the compiled bxb.
+    rng = np.random.default_rng(1)
+    ref = np.cumsum(rng.integers(40, 200, 300)) + 200
+    kept = ref[rng.random(ref.size) > 0.1]
+    det = np.unique(np.concatenate([kept + rng.integers(-60, 61, kept.size),
+                                    rng.integers(200, ref[-1], 60)]))
+    ref_sym = rng.choice(["N", "V"], ref.size)
+    det_sym = rng.choice(["N", "V"], det.size)
+    wfdb.wrann("r", "atr", ref, symbol=list(ref_sym), fs=FS, write_dir=str(tmp_path))
+    wfdb.wrann("r", "tst", det, symbol=list(det_sym), fs=FS, write_dir=str(tmp_path))
+    got = bxb.run_bxb(tmp_path, "r", "tst", fs=FS, n_samples=int(ref[-1]) + FS, bindir=bindir)
+    tp, fn, fp, pairs = bxb.match_beats_bxb(ref, det, round(0.15 * FS))
+    assert (tp, fn, fp) == (got["qrs"]["tp"], got["qrs"]["fn"], got["qrs"]["fp"])
+    assert fn > 10 and fp > 10
+    r_sym = dict(zip(ref.tolist(), ref_sym.tolist()))
+    d_sym = dict(zip(det.tolist(), det_sym.tolist()))
+    both = [(r_sym[r], d_sym[d]) for r, d in pairs.tolist()]
+    m = got["matrix"]
+    assert both.count(("V", "V")) == m["V"]["v"] and both.count(("N", "V")) == m["N"]["v"]
+    assert both.count(("V", "N")) == m["V"]["n"] and both.count(("N", "N")) == m["N"]["n"]

@@ -321,7 +321,7 @@ def test_monitor_config_composes_and_checks_types():
 def test_real_record_end_to_end(mitdb, tmp_path):
     import torch
 
-    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.personalize.patient_specific import finetune_patient
 
     torch.set_num_threads(1)
     ft = compose("finetune", ["record=119", "trainer.max_epochs=3", "report=false",
@@ -345,8 +345,8 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     np.testing.assert_allclose(fused(xb, rb), plain(xb, rb), atol=1e-5)
     # the finetune default trains two views: the monitor averages them (also=[model_add.pt]),
     # cutting each model's channels from one running-template stream
-    from ecgcnn.apps.evaluate import checkpoint_data_config
     from ecgcnn.monitor.models import averaged as _averaged
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     ck_add = tmp_path / "model" / "model_add.pt"
     mc = compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -55,8 +56,6 @@ def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
-    import json
-
     with atomic_output(path, "w") as fh:
         json.dump(payload, fh, indent=2)
         fh.write("\n")

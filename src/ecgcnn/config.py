@@ -7,11 +7,17 @@ Record lists live in the YAML files, not here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+#: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
+#: ``configs/`` folder of the source tree this package was installed from.
+CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parents[2] / "configs")
 
 
 # ----------------------------------------------------------------------------- data
@@ -325,6 +331,35 @@ class AnalyzeConfig:
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
 
+@dataclass
+class LiveConfig:
+    """``ecgcnn-live``: the monitor on a page (``ecgcnn.monitor.live``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # root; beats: the checkpoint's
+    # a WFDB record (name under data.root, or path), an .edf file, a CSV file, or "-" (CSV
+    # lines on standard input)
+    record: str | None = None
+    lead: str | None = None  # the record's lead to use in place of the model's (ECG1, 0, ...)
+    follow: bool = False  # record is a CSV that grows: read new lines as they arrive
+    idle_timeout_s: float | None = None  # follow: end the stream after this long unchanged
+    fs: float | None = None  # required for CSV / stdin; checked against WFDB / EDF
+    columns: list[int] = field(default_factory=lambda: [0])  # CSV columns, one per lead
+    leads: list[str] = field(default_factory=list)  # record leads; [] -> the model's leads
+    checkpoint: str | None = None  # None -> the shipped default model
+    engine: str = "fused"
+    chunk_s: float = 0.1  # replay chunk: the strip advances in steps this long
+    margin_s: float = 4.0
+    num_threads: int = 1
+    max_duration_s: float | None = None  # replay only the first seconds
+    speed: float = 1.0  # initial replay speed: 1, 10, or 0 = as fast as possible
+    host: str = "127.0.0.1"  # another address opens the page to other hosts (logged)
+    port: int = 8765
+    window_s: float = 10.0  # seconds of strip on the page
+    refresh_ms: int = 50  # how often the page pulls new points (10x: 0.5 s of signal)
+    linger_s: float | None = None  # stop serving this long after the stream ends
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+
 # ----------------------------------------------------------------------------- noise stress
 @dataclass
 class NoiseConfig:
@@ -388,6 +423,40 @@ class ZeroShotConfig:
     summarize: str | None = None  # a folder of runs: summarize it instead
 
 
+# ----------------------------------------------------------------------------- personalization
+@dataclass
+class KitConfig:
+    """``ecgcnn-kit``: a reference kit built once from a reference database (see
+    ``ecgcnn.personalize.kit``)."""
+
+    out: str = MISSING  # the kit directory (new or empty)
+    reference: str | None = None  # reference database (WFDB folder); None: data.root's default
+    generic: str | None = None  # a generic model checkpoint, copied as generic.pt
+    common_epochs: int = 12  # epochs of each view's common model (as the benchmark)
+    workers: int = 2  # processes (beat preparation, the views' common models)
+    # Hydra overrides of configs/finetune.yaml and configs/zeroshot.yaml: the settings the
+    # kit's patient-specific and zero-shot models are made with (e.g. 'split.records=[...]')
+    patient_specific: list[str] = field(default_factory=list)
+    zero_shot: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PersonalizeConfig:
+    """``ecgcnn-personalize``: one patient's model(s) from a kit plus their first minutes."""
+
+    kit: str = MISSING  # a kit directory (ecgcnn-kit)
+    record: str = MISSING  # WFDB record path without extension, an .edf or a .csv
+    mode: str = "patient_specific"  # patient_specific | zero_shot
+    lead: str | None = None  # the record's lead to use for the kit's (e.g. ECG1)
+    fs: float | None = None  # sampling rate (required for CSV)
+    labels: str | None = None  # a sample,symbol CSV of beat labels instead of the record's own
+    reference_annotator: str = "atr"  # the record's reference annotations, when present
+    minutes: float = 5.0  # the patient's first minutes used for training
+    annotator: str = "ecgcnn"  # extension of the annotation file written
+    threads: int = 2  # torch threads
+    report: bool = True  # report.md/html (patient_specific) next to metrics.json
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_prepare", node=PrepareConfig)
@@ -399,8 +468,11 @@ def register_configs() -> None:
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
     cs.store(name="base_analyze", node=AnalyzeConfig)
+    cs.store(name="base_live", node=LiveConfig)
     cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(name="base_zeroshot", node=ZeroShotConfig)
+    cs.store(name="base_kit", node=KitConfig)
+    cs.store(name="base_personalize", node=PersonalizeConfig)
     cs.store(group="split", name="base_split", node=SplitConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="optim", name="base_optim", node=OptimConfig)

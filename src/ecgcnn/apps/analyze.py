@@ -15,11 +15,12 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.errors import cli_errors
 from ecgcnn.monitor.analyze import analyze
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="analyze")
 @cli_errors
 def main(cfg: DictConfig) -> None:

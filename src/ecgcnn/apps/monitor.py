@@ -22,13 +22,14 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.errors import cli_errors
 from ecgcnn.monitor.models import load_classifier  # noqa: F401  (public: ecgcnn.apps.monitor)
 from ecgcnn.monitor.scoring import score_stream  # noqa: F401
 from ecgcnn.monitor.session import monitor
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="monitor")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -78,7 +78,7 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     """
     import torch
 
-    from ecgcnn.apps.evaluate import checkpoint_data_config
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     if cfg.num_threads < 1:
         raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")

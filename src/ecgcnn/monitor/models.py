@@ -51,7 +51,7 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
         def classify(x, rr):
             return softmax(rt(x, rr[:, :n_rr] if n_rr else None))
     elif engine == "torch":
-        from ecgcnn.apps.evaluate import load_model
+        from ecgcnn.training.checkpoint import load_model
 
         model, ck = load_model(path)
         data, classes, n_rr = ck.get("data"), list(ck["classes"]), model.n_rr
@@ -75,9 +75,9 @@ def averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes
     One classifier averaging ``checkpoint`` and every ``also`` model, and the beat settings
     that serve them all: the models may differ in their input view (``data.beat.template``)
     only, and the stream then cuts every model's channels from the running-template superset."""
-    from ecgcnn.apps.evaluate import checkpoint_data_config
-    from ecgcnn.apps.finetune import prepared_template, view_data
     from ecgcnn.data.beats import plain_channels, view_slice
+    from ecgcnn.personalize.patient_specific import prepared_template, view_data
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     def key(d):
         c = OmegaConf.to_container(d, resolve=True)

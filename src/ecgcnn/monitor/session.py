@@ -41,7 +41,7 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     """
     import torch
 
-    from ecgcnn.apps.evaluate import checkpoint_data_config
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     out_dir = Path(out_dir)
     if cfg.num_threads < 1:
