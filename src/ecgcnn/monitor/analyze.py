@@ -88,10 +88,15 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
         raise EcgError("record: required (a WFDB record path, an .edf or a .csv file)")
     torch.set_num_threads(int(cfg.num_threads))
     t0 = time.perf_counter()
+    zeroshot = None  # a zero-shot checkpoint's input settings
     if classifier is None:
         path = resolve_checkpoint(cfg.checkpoint)
         classifier, ck, classes = load_classifier(path, cfg.engine)
         data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
+        zeroshot = ck.get("zeroshot")
+        if cfg.also and zeroshot:
+            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
+                           "patient-specific views only (monitor one zero-shot model)")
         if cfg.also:
             classifier, data_cfg = averaged(_as_monitor(cfg, path), classifier, data_cfg,
                                             classes)
@@ -116,7 +121,7 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
         raise EcgError(f"{ann_path}: already exists (choose another output folder)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s)
+    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
     engine = AlarmEngine(cfg.alarms, fs, classes)
     res = replay(sig, fs, stream, classifier, cfg.block_s, alarms=engine)
     pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)

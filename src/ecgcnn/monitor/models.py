@@ -44,8 +44,9 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
         raise EcgError(f"checkpoint: {path}: file not found")
     if engine == "fused":
         rt = load_runtime(path, num_threads=torch.get_num_threads())
-        data = load_checkpoint(path).get("data") if rt.kind == "checkpoint" else \
-            rt.meta.get("preprocessing")
+        ck = load_checkpoint(path) if rt.kind == "checkpoint" else {}
+        data = ck.get("data") if rt.kind == "checkpoint" else rt.meta.get("preprocessing")
+        zs = ck.get("zeroshot") if rt.kind == "checkpoint" else rt.meta.get("zeroshot")
         classes, n_rr = list(rt.classes), rt.n_rr
 
         def classify(x, rr):
@@ -55,6 +56,7 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
 
         model, ck = load_model(path)
         data, classes, n_rr = ck.get("data"), list(ck["classes"]), model.n_rr
+        zs = ck.get("zeroshot")
 
         def classify(x, rr):
             with torch.inference_mode():
@@ -66,7 +68,18 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
                        f"computes {len(RR_FEATURES)} ({', '.join(RR_FEATURES)}); retrain it")
     if not data:
         raise EcgError(f"checkpoint: {path}: holds no data settings (filter, beat windows)")
-    return classify, {"data": data}, classes
+    if zs and zs.get("rr_drop"):  # a zero-shot model trained with some RR features zeroed
+        from ecgcnn.synthesis.zeroshot import rr_columns
+
+        drop, inner = rr_columns(zs["rr_drop"]), classify
+
+        def classify(x, rr):
+            rr = rr.copy()
+            rr[:, drop] = 0.0
+            return inner(x, rr)
+    # zeroshot: how a zero-shot model's input is normalised (running scale, template view);
+    # BeatStream(zeroshot=...) computes it
+    return classify, {"data": data, "zeroshot": zs}, classes
 
 
 def averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes):
@@ -87,6 +100,9 @@ def averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes
     models = [(first, first_data)]
     for path in cfg.also:
         clf, ck, cls = load_classifier(path, cfg.engine)
+        if ck.get("zeroshot"):
+            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
+                           "patient-specific views only (monitor one zero-shot model)")
         d = checkpoint_data_config(ck, cfg.data, source=path)
         if list(cls) != list(classes) or key(d) != key(first_data):
             raise EcgError(f"also: {path} does not fit {cfg.checkpoint}: the models must share "

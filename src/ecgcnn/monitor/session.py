@@ -47,10 +47,15 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     if cfg.num_threads < 1:
         raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")
     torch.set_num_threads(int(cfg.num_threads))
+    zeroshot = None  # a zero-shot checkpoint's input settings
     if classifier is None:
         path = resolve_checkpoint(cfg.checkpoint)
         classifier, ck, classes = load_classifier(path, cfg.engine)
         data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
+        zeroshot = ck.get("zeroshot")
+        if cfg.also and zeroshot:
+            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
+                           "patient-specific views only (monitor one zero-shot model)")
         if cfg.also:
             classifier, data_cfg = averaged(cfg, classifier, data_cfg, classes)
     elif data_cfg is None:
@@ -65,7 +70,7 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
         sig = sig[: round(cfg.max_duration_s * fs)]
     if cfg.chunk_s <= 0:
         raise EcgError(f"chunk_s: must be > 0 s, got {cfg.chunk_s}")
-    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s)
+    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
     engine = AlarmEngine(cfg.alarms, fs, classes)
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,10 @@ class BeatBatch:
         return int(self.sample.shape[0])
 
 
+#: The zero-shot input settings the stream computes (names as in ``ZeroShotConfig``).
+_ZEROSHOT = ("beat_scale", "scale_window", "template", "template_window", "template_gate")
+
+
 def _empty_batch(channels: int, length: int) -> BeatBatch:
     return BeatBatch(np.zeros(0, np.int64), np.zeros((0, channels, length), np.float32),
                      np.zeros((0, len(RR_FEATURES)), np.float32), np.zeros(0, np.int64))
@@ -96,6 +100,9 @@ class BeatStream:
     margin_s : backward-filter margin beyond each filter block (see ``monitor.filtering``)
     detector : keyword arguments for :class:`StreamingQRSDetector`
     block_s : filter grid block
+    zeroshot : a zero-shot checkpoint's input settings (``ZeroShotConfig`` names:
+        ``beat_scale``, ``scale_window``, ``template`` (its view), ``template_window``,
+        ``template_gate``), computed causally here as ``synthesis.normalize`` does offline
 
     Attributes
     ----------
@@ -109,7 +116,8 @@ class BeatStream:
     """
 
     def __init__(self, data_cfg, fs: float, n_leads: int = 1, margin_s: float = 4.0,
-                 detector: dict | None = None, block_s: float = 1.0) -> None:
+                 detector: dict | None = None, block_s: float = 1.0,
+                 zeroshot: dict | None = None) -> None:
         b = data_cfg.beat
         if float(fs) != float(data_cfg.fs):
             raise EcgError(f"fs: stream at {fs} Hz but the model expects {data_cfg.fs} Hz "
@@ -124,6 +132,9 @@ class BeatStream:
                            f"{list(data_cfg.leads)}, the stream has {n_leads}")
         # Plain copies: OmegaConf attribute access costs ~50 us, far more than a beat's maths.
         self.beat = SimpleNamespace(**_plain(b))
+        if zeroshot:
+            zs = _plain(zeroshot)
+            self.beat.__dict__.update({k: zs[k] for k in _ZEROSHOT if k in zs})
         self.fs, self.n_leads = float(fs), int(n_leads)
         self.filter = StreamFilter(_plain(data_cfg.filter), self.fs, self.n_leads, block_s,
                                    margin_s)
