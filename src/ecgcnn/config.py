@@ -279,6 +279,25 @@ class AlarmConfig:
 
 
 @dataclass
+class QualityConfig:
+    """Signal-quality stage (``ecgcnn.monitor.quality``): unreadable segments are shut down
+    (their beats written as Q, no alarm from them, reported as shutdown time)."""
+
+    enabled: bool = True
+    segment_s: float = 1.0  # verdicts on a fixed grid of this step
+    context_s: float = 1.0  # each verdict looks this far on both sides of its segment
+    reference_s: float = 300.0  # the low-frequency reference: the record's past ...
+    reference_quantile: float = 0.2  # ... at this quantile
+    min_agreement: float = 0.85  # two leads: unreadable below this R-peak agreement ...
+    max_lf_excess: float = 2.5  # ... and above this 1-4 Hz / 5-25 Hz power over the reference
+    min_template_corr: float = 0.85  # ... and a beat there unlike each of the template_beats
+    template_beats: int = 16  # beats before it (a PVC run repeats its shape, noise does not)
+    # one lead: unreadable above this excess alone; None (default): a lone lead is never shut
+    # down, since wide-complex runs (VT) raise the excess as much as electrode motion does
+    max_lf_excess_single: float | None = None
+
+
+@dataclass
 class PlotConfig:
     enabled: bool = True
     start_s: float = 0.0
@@ -306,6 +325,7 @@ class MonitorConfig:
     num_threads: int = 1
     score_from_s: float = 0.0  # score beats from here (bxb's -f; 300 = after minute 5)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
 
 

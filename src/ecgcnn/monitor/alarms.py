@@ -221,22 +221,29 @@ class AlarmEngine:
     def flush(self, now: int) -> list[dict]:
         return []
 
-    def push_beats(self, samples, classes, now: int) -> list[dict]:
-        """Classified beats in time order (``classes``: indices into ``self.classes``)."""
+    def push_beats(self, samples, classes, now: int, unreadable=None) -> list[dict]:
+        """Classified beats in time order (``classes``: indices into ``self.classes``).
+
+        ``unreadable``: per beat, judged unreadable by the quality stage
+        (``monitor.quality``); such a beat is treated as lost signal: no class or rhythm rule
+        sees it and the RR intervals and class patterns restart after it."""
         out: list[dict] = []
-        for r, k in zip(np.asarray(samples).tolist(), np.asarray(classes).tolist()):
-            out += self._beat(int(r), self.classes[int(k)], now)
+        flags = (np.zeros(len(np.asarray(samples)), bool) if unreadable is None
+                 else np.asarray(unreadable, bool))
+        for r, k, u in zip(np.asarray(samples).tolist(), np.asarray(classes).tolist(),
+                           flags.tolist()):
+            out += self._beat(int(r), self.classes[int(k)], now, bool(u))
         return out
 
     # ------------------------------------------------------------------------ rules
-    def _beat(self, r: int, c: str, now: int) -> list[dict]:
+    def _beat(self, r: int, c: str, now: int, unreadable: bool = False) -> list[dict]:
         out: list[dict] = []
         q = self.quality
         prev = self._last_r
         self._last_r = r
         # The steps into and out of a lead-off look like QRS complexes to the detector: a beat
         # within one quality step of lost signal is part of the loss.
-        inside = q.overlaps(r - q.hop, r + q.hop)
+        inside = unreadable or q.overlaps(r - q.hop, r + q.hop)
         if inside or (prev is not None and q.overlaps(prev, r)):
             # Lost signal between the last beat and this one: no RR interval, and the class
             # pattern restarts (the beats in between were never seen).

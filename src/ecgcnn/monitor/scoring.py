@@ -175,7 +175,7 @@ def qrs_se_ppv(
 
 
 def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: float,
-                 start: int = 0, exclude=(), stop: int | None = None) -> dict:
+                 start: int = 0, exclude=(), stop: int | None = None, shutdown=()) -> dict:
     """Score the detector and the end-to-end classification against reference annotations.
 
     QRS: every detected R peak against every reference beat, EC57 150 ms window, both on the
@@ -201,12 +201,22 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     fs : sampling rate
     start, stop : score only beats in ``[start, stop)`` (bxb ``-f``, ``-t``)
     exclude : reference beat samples to leave out (e.g. beats that were training data)
+    shutdown : ``[a, b)`` spans the analyzer declared unreadable: detections and reference
+        beats there are left out of every figure (bxb's "missed in shutdown" are not misses),
+        so the figures are those of the decided beats
     """
     ann_samples, ann_symbols = np.asarray(ann_samples), np.asarray(ann_symbols)
     ref = reference_beats(ann_samples, ann_symbols)
     vf = vf_episodes(ann_samples, ann_symbols)
-    whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop)
-    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=vf)
+    shutdown = [tuple(map(int, ab)) for ab in shutdown]
+    if shutdown:
+        sd = (lambda v: np.asarray(v, np.int64)[~_in_spans(np.asarray(v, np.int64), shutdown)])
+        exclude = np.concatenate([np.asarray(exclude, np.int64),
+                                  np.setdiff1d(ref, sd(ref))])
+        keep = ~_in_spans(np.asarray(beat_samples, np.int64), shutdown)
+        beat_samples, beat_pred = np.asarray(beat_samples)[keep], np.asarray(beat_pred)[keep]
+    whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=shutdown)
+    ec57 = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=list(vf) + shutdown)
     end = np.iinfo(np.int64).max if stop is None else stop
     is_beat = np.isin(ann_symbols, list(AAMI_MAP))
     r_smp, r_sym = ann_samples[is_beat], ann_symbols[is_beat]
@@ -238,3 +248,10 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
            for k, s in (("whole", whole), ("ec57_no_vf", ec57))}
     return {"qrs": qrs, "classification": out, "from_s": start / fs,
             "to_s": None if stop is None else stop / fs}
+
+
+def _in_spans(v: np.ndarray, spans) -> np.ndarray:
+    out = np.zeros(len(v), bool)
+    for a, b in spans:
+        out |= (v >= a) & (v < b)
+    return out

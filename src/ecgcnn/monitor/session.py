@@ -16,8 +16,25 @@ from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
 from ecgcnn.monitor.inputs import load_input
 from ecgcnn.monitor.models import averaged, load_classifier, resolve_checkpoint
+from ecgcnn.monitor.quality import QualityStage, shutdown_spans, shutdown_summary
 from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.stream import BeatStream, Classifier, replay
+
+
+def _quality_signal(cfg: DictConfig, sig: np.ndarray, leads: list[str]) -> np.ndarray:
+    """What the quality stage judges: the streamed leads, plus the record's next lead when the
+    model reads one (lead agreement needs two)."""
+    if sig.shape[1] >= 2 or cfg.record is None:
+        return sig
+    from ecgcnn.data.io import OTHER_LEAD, MissingLeadError, read_record, resolve_root
+
+    try:
+        rec = read_record(resolve_root(cfg.data.root), str(cfg.record),
+                          leads=[leads[0], OTHER_LEAD], annotator=None)
+    except MissingLeadError:
+        return sig
+    other = rec.signal[:, -1:]
+    return np.concatenate([sig, other[: len(sig)]], axis=1) if len(other) >= len(sig) else sig
 
 
 def _pct(v, q):
@@ -72,21 +89,30 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
         raise EcgError(f"chunk_s: must be > 0 s, got {cfg.chunk_s}")
     stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
     engine = AlarmEngine(cfg.alarms, fs, classes)
+    qsig = (_quality_signal(cfg, sig, list(cfg.leads) or list(data_cfg.leads))
+            if cfg.quality.enabled else None)
+    quality = QualityStage(cfg.quality, fs, qsig.shape[1]) if cfg.quality.enabled else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "events.jsonl", "w") as fh:
         def on_event(ev: dict) -> None:
             if ev["type"] == "beat":
                 ev = {"type": "beat", "t": round(ev["sample"] / fs, 3), "sample": ev["sample"],
-                      "class": classes[ev["k"]], "p": round(ev["p"], 4)}
+                      # a beat in an unreadable segment is noise: class Q, as in the WFDB output
+                      "class": "Q" if ev.get("unreadable") else classes[ev["k"]],
+                      "p": round(ev["p"], 4), **({"unreadable": True} if ev.get("unreadable")
+                                                 else {})}
             else:
                 if cfg.realtime:
                     print(f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) "
                           f"at t={ev['t']:.2f} s", flush=True)
             fh.write(json.dumps(ev) + "\n")
 
-        res = replay(sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event)
+        res = replay(sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event,
+                     quality, qsig)
     pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)
+    spans = shutdown_spans(res.segments_unreadable, res.segment_samples, len(sig))
+    pred = np.where(res.unreadable, CLASSES.index("Q"), pred) if len(res.unreadable) else pred
     by_rule = {k: sum(a["rule"] == k for a in res.alarms) for k in RULES}
     delay = (res.ready - res.sample) / fs
     det = stream.detector
@@ -113,11 +139,16 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
                     "detector_worst": round(det.max_delay_samples / fs, 3),
                     "emitted_p50": _pct(delay, 50), "emitted_p99": _pct(delay, 99),
                     "emitted_max": _pct(delay, 100)},
+        "quality": shutdown_summary(res, spans, fs, round(cfg.score_from_s * fs), len(sig))
+        if quality is not None else None,
         "score": None,
     }
     if ann_s is not None:
-        summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs,
-                                        start=round(cfg.score_from_s * fs), stop=len(sig))
+        kw = {"start": round(cfg.score_from_s * fs), "stop": len(sig)}
+        summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs, **kw)
+        if quality is not None:
+            summary["score_decided"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred,
+                                                    fs, shutdown=spans, **kw)
     write_json(out_dir / "monitor_summary.json", summary)
     if cfg.plot.enabled:
         plot_span(out_dir / "monitor.png", sig[:, 0], fs, res.sample, pred, res.alarms,
