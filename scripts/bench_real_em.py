@@ -31,8 +31,8 @@ import wfdb
 from hydra import compose, initialize_config_dir
 
 from ecgcnn.apps import CONFIG_DIR
-from ecgcnn.apps.monitor import monitor
 from ecgcnn.data.beats import CLASSES
+from ecgcnn.monitor.session import monitor
 from ecgcnn.noise.nst import nst_mask
 
 SNRS = {"24": "118e24", "18": "118e18", "12": "118e12", "6": "118e06", "0": "118e00",

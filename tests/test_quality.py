@@ -13,10 +13,10 @@ import pytest
 from omegaconf import OmegaConf
 from test_monitor import FS, data_cfg, ecg, schedule, width_classifier
 
-from ecgcnn.apps.monitor import score_stream
 from ecgcnn.config import AlarmConfig, QualityConfig
 from ecgcnn.monitor.alarms import AlarmEngine
 from ecgcnn.monitor.quality import QualityStage, shutdown_spans, signal_quality
+from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.stream import BeatStream, replay
 from ecgcnn.noise.nst import synth_em
 

@@ -312,7 +312,8 @@ class MonitorConfig:
     fs: float | None = None  # required with input=
     columns: list[int] = field(default_factory=lambda: [0])  # input= columns, one per lead
     leads: list[str] = field(default_factory=list)  # record= leads; [] -> the model's leads
-    checkpoint: str = MISSING  # checkpoint (best.pt / model.pt) or exported model.pt / .onnx
+    # checkpoint (best.pt / model.pt) or exported model.pt / .onnx; None: the shipped model
+    checkpoint: str | None = None
     # more models of the same patient (e.g. [<run>/208_m5/model_add.pt], the other input view
     # of a two-view patient): every beat's probabilities are averaged over all the models
     also: list[str] = field(default_factory=list)
@@ -326,6 +327,28 @@ class MonitorConfig:
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
+
+
+@dataclass
+class AnalyzeConfig:
+    """``ecgcnn-analyze``: a whole recording classified offline (the stream in large blocks)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # annotator, resample; beats: model's
+    record: str | None = None  # a WFDB record path (no extension), an .edf or a .csv file
+    # checkpoint or exported model; None: the shipped generic model ('checkpoint' as in
+    # ecgcnn-monitor: 'model' is a config group)
+    checkpoint: str | None = None
+    also: list[str] = field(default_factory=list)  # more views of the same patient, averaged
+    lead: str | None = None  # the record's lead (name or index) instead of the model's
+    fs: float | None = None  # required for CSV
+    engine: str = "fused"
+    block_s: float = 600.0  # signal fed to the stream at a time (memory: one block)
+    margin_s: float = 4.0  # as ecgcnn-monitor: the same beats
+    num_threads: int = 1
+    annotator: str = "ecgcnn"  # <record>.<annotator>, as ecgcnn-personalize writes
+    trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
+    report: bool = True
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
 
 @dataclass
@@ -464,6 +487,7 @@ def register_configs() -> None:
     cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
+    cs.store(name="base_analyze", node=AnalyzeConfig)
     cs.store(name="base_live", node=LiveConfig)
     cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(name="base_zeroshot", node=ZeroShotConfig)

@@ -17,9 +17,9 @@ from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
-from ecgcnn.apps.monitor import load_classifier
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.monitor.live import run_live
+from ecgcnn.monitor.models import load_classifier
 
 
 def default_checkpoint():

@@ -117,8 +117,9 @@ class _HookedAlarms:
         self.before_chunk(chunk, start)
         return self.engine.push_signal(chunk, start)
 
-    def push_beats(self, samples, classes, now, **kw):
-        return self.engine.push_beats(samples, classes, now, **kw)  # e.g. unreadable=
+    def push_beats(self, samples, classes, now, unreadable=None):
+        # replay passes the quality stage's verdicts (monitor.quality) through
+        return self.engine.push_beats(samples, classes, now, unreadable=unreadable)
 
     def flush(self, now):
         return self.engine.flush(now)
