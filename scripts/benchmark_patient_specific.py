@@ -36,8 +36,7 @@ _PREPARED = "none"  # data.beat.template the shared beats were prepared with
 def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
-    import ecgcnn.config  # noqa: F401
-    from ecgcnn.apps import CONFIG_DIR
+    from ecgcnn.config import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="finetune", overrides=["record=100", *overrides])
@@ -52,7 +51,7 @@ def _init():
 def _run(job):
     from omegaconf import OmegaConf
 
-    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.personalize.patient_specific import finetune_patient
 
     record, minutes, out = job
     cfg = OmegaConf.merge(_CFG, {"record": record, "report": False,
@@ -64,25 +63,11 @@ def _run(job):
 def _train_common(job) -> str:
     """One view's common model: common set + every patient's first minutes, validated on a
     hold-out of those training beats only. Runs in a worker, on the beats the parent loaded."""
-    from hydra import compose, initialize_config_dir
-
-    from ecgcnn.apps import CONFIG_DIR
-    from ecgcnn.apps.finetune import view_data
-    from ecgcnn.apps.train import train
-    from ecgcnn.data.beats import plain_channels, select_view
+    from ecgcnn.personalize.common import common_config, train_common
 
     overrides, view, out, minutes, epochs = job
-    ft = [o for o in overrides if o.split("=")[0].split(".")[0] in ("data", "model", "split")]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "split=patient_specific", "train_on=all", "trainer.progress=false",
-            "trainer.num_threads=1", f"trainer.max_epochs={epochs}",
-            f"split.minutes={minutes}", *ft])
-    cfg.data = view_data(cfg.data, view)
-    plain = plain_channels(cfg.data)
-    beats = {r: select_view(b, _PREPARED, view, plain) for r, b in _BEATS.items()}
-    train(cfg, Path(out), beats=beats)
-    return str(Path(out) / "best.pt")
+    cfg = common_config(overrides, view, minutes, epochs)
+    return str(train_common(cfg, view, _BEATS, _PREPARED, Path(out)))
 
 
 def _peak_rss_mb() -> float:
@@ -112,9 +97,9 @@ def main(argv=None) -> int:
 
     global _CFG, _BEATS, _PREPARED
     t0 = time.perf_counter()
-    from ecgcnn.apps.finetune import prepared_template, view_data
     from ecgcnn.data.cache import load_beats
     from ecgcnn.evaluation.summary import format_summary, summarize
+    from ecgcnn.personalize.patient_specific import prepared_template, view_data
 
     out = Path(args.out or f"outputs/benchmark_ps/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if out.exists() and any(out.iterdir()):

@@ -22,8 +22,8 @@ from hydra import compose, initialize_config_dir
 import ecgcnn.apps.zeroshot  # noqa: F401  (registers base_zeroshot)
 from ecgcnn.apps import CONFIG_DIR
 from ecgcnn.data.cache import load_beats
+from ecgcnn.personalize.zero_shot import run_patient
 from ecgcnn.synthesis.report import summarize_dir, write_summary
-from ecgcnn.synthesis.zeroshot import run_patient
 
 
 def _one(cfg, beats, record, out):

@@ -77,7 +77,8 @@ def _flip_byte(path: Path, offset: int = 1000) -> None:
 
 
 def _leftovers(target: Path) -> list[str]:
-    return sorted(p.name for p in target.iterdir() if p.name.endswith(".part"))
+    """Temp files of ecgcnn.atomic (hidden, beside the final names) left in ``target``."""
+    return sorted(p.name for p in target.iterdir() if p.name.startswith("."))
 
 
 # ----------------------------------------------------------------------------- unit, no data

@@ -204,7 +204,6 @@ def test_max_pooling_before_a_monotonic_activation_changes_nothing(activation):
                    ConvSpec(4, 3, pool="max", pool_size=2, pool_stride=2)])
     reordered = [o != sorted(o) for o in m._order]
     assert reordered == [activation in ("tanh", "relu")] * 2
-    assert sorted(m.state_dict()) == sorted(copy.deepcopy(m).state_dict())
     x, rr = torch.randn(16, 2, 32), torch.randn(16, 2)
 
     def run(order):

@@ -146,6 +146,7 @@ def test_predict_gives_probabilities_in_order():
 # ----------------------------------------------------------------------------- augmentation
 def test_augment_disabled_is_identity_enabled_changes_values_not_shape():
     x = torch.randn(8, 2, 128)
+    x0 = x.clone()
     gen = torch.Generator().manual_seed(0)
     off = OmegaConf.structured(AugmentConfig(enabled=False))
     assert augment_batch(x, off, gen) is x
@@ -154,7 +155,7 @@ def test_augment_disabled_is_identity_enabled_changes_values_not_shape():
     assert out.shape == x.shape and out.dtype == x.dtype
     assert not torch.allclose(out, x)
     assert torch.equal(out, augment_batch(x, on, torch.Generator().manual_seed(0)))  # resumable
-    assert torch.equal(x, x.clone())  # input untouched
+    assert torch.equal(x, x0)  # input untouched
 
 
 def test_augment_scale_only_is_a_bounded_per_beat_gain():
@@ -190,13 +191,14 @@ def test_training_with_augmentation_runs_and_keeps_labels(tmp_path, monkeypatch)
 
 # ----------------------------------------------------------------------------- losses, sampling
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-def test_each_loss_runs_one_epoch_and_learns(loss):
+def test_each_loss_trains_and_learns(loss):
     b = fake_beats(300)
     m = tiny_model()
-    res = fit(m, b, None, optim_cfg(lr=3e-3), trainer_cfg(max_epochs=1, loss=loss))
-    assert res.epochs_run == 1 and np.isfinite(res.best_metric)
+    res = fit(m, b, None, optim_cfg(lr=3e-3), trainer_cfg(max_epochs=10, loss=loss))
+    assert res.epochs_run == 10 and np.isfinite(res.best_metric)
     acc = (predict(m, b, torch.device("cpu")).argmax(1) == b.y).mean()
-    assert acc > 0.7  # separable data: better than always-N (0.8) minus noise
+    always_n = (b.y == CLASSES.index("N")).mean()
+    assert acc > always_n + 0.05  # separable data: clearly better than calling every beat N
 
 
 def test_balanced_sampling_draws_classes_equally(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -51,3 +52,10 @@ def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
     """``numpy.savez`` of ``arrays`` to ``path``, atomically (see :func:`atomic_output`)."""
     with atomic_output(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
+    with atomic_output(path, "w") as fh:
+        json.dump(payload, fh, indent=2)
+        fh.write("\n")

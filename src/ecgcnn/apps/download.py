@@ -10,13 +10,14 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401 - registers base_download in Hydra's ConfigStore
-from ecgcnn.apps import CONFIG_DIR
+from ecgcnn.apps import CONFIG_DIR, string_overrides
 from ecgcnn.data.download import download_mitdb
 from ecgcnn.errors import cli_errors
 
 
 # An absolute CONFIG_DIR: a relative config_path is resolved as a Python package when the app
 # runs as a console script, and configs/ sits above the package, where that cannot reach.
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="download")
 @cli_errors
 def main(cfg: DictConfig) -> dict:

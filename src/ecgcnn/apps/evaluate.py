@@ -6,46 +6,19 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
-from ecgcnn.apps.train import check_split_records
-from ecgcnn.config import DataConfig, check_config
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
+from ecgcnn.config import check_config
 from ecgcnn.data.beats import BeatSet
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.splits import patient_specific, split_records
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.evaluation.aami import score
 from ecgcnn.evaluation.report import console_table, published_for, write_report
-from ecgcnn.models import CNN1D
-from ecgcnn.training.checkpoint import load_checkpoint
+from ecgcnn.training.checkpoint import checkpoint_data_config, load_model
 from ecgcnn.training.loop import predict, select_device
-
-
-def load_model(path) -> tuple[CNN1D, dict]:
-    """Rebuild a model from a checkpoint (``weights_only=True``); errors name the file."""
-    ck = load_checkpoint(path)
-    try:
-        model = CNN1D.from_args(ck["model_args"])
-        model.load_state_dict(ck["model"])
-    except (EcgError, RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:
-        msg = str(exc).strip().splitlines()[0][:160]
-        raise EcgError(f"{path}: checkpoint does not fit its model ({msg})") from None
-    model.eval()
-    return model, ck
-
-
-def checkpoint_data_config(ck: dict, data_cfg: DictConfig, source="checkpoint") -> DictConfig:
-    """The checkpoint's beat settings (windows, filter, leads) with this run's root, cache and
-    resampling policy (how to read records is the user's choice, not the model's)."""
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
-    except (OmegaConfBaseException, ValueError) as exc:  # unknown keys, bad values, not a dict
-        msg = str(exc).strip().splitlines()[0][:160]
-        raise EcgError(f"{source}: checkpoint data settings do not fit DataConfig ({msg})") from None
-    cfg.root, cfg.cache_dir, cfg.resample = data_cfg.root, data_cfg.cache_dir, data_cfg.resample
-    return cfg
+from ecgcnn.training.train import check_split_records
 
 
 def test_beats(data_cfg: DictConfig, split_cfg: DictConfig) -> BeatSet:
@@ -83,6 +56,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return metrics
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @cli_errors
 def main(cfg: DictConfig) -> None:

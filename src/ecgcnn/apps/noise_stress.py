@@ -28,7 +28,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.config import FinetuneConfig, PatientModelConfig
 from ecgcnn.data.preprocess import resample
 from ecgcnn.errors import EcgError, cli_errors
@@ -85,9 +85,9 @@ def load_noises(ncfg, n: int, fs: float) -> dict[str, np.ndarray]:
 def _load_models(path_dir: Path, views, ensemble: int):
     """The patient's models as ``(view, model)`` pairs (``finetune.view_files``) and the plain
     view's checkpoint (its data settings)."""
-    from ecgcnn.apps.evaluate import load_model
-    from ecgcnn.apps.finetune import view_files
     from ecgcnn.data.beats import RR_FEATURES
+    from ecgcnn.personalize.patient_specific import view_files
+    from ecgcnn.training.checkpoint import load_model
 
     models, ck = [], None
     for view, name in view_files(views, ensemble):
@@ -150,10 +150,14 @@ def noisy_records(rec, noises: dict, ncfg, noise_fs: float = NSTDB_FS):
 
 def run_patient(record: str) -> dict:
     """Train (or load) one patient's model and score it clean and under every noise condition."""
-    from ecgcnn.apps.evaluate import checkpoint_data_config
-    from ecgcnn.apps.finetune import finetune_patient, prepared_template, view_data
     from ecgcnn.data.io import read_record
     from ecgcnn.data.splits import boundary_sample
+    from ecgcnn.personalize.patient_specific import (
+        finetune_patient,
+        prepared_template,
+        view_data,
+    )
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     cfg, out = _STATE["cfg"], _STATE["out"]
     t0 = time.perf_counter()
@@ -185,8 +189,8 @@ def _monitor_patient(cfg, rec, mdir: Path, out: Path) -> dict:
     """Stream the clean record and the noisy ones at ``monitor_snr_db`` through the monitor."""
     import tempfile
 
-    from ecgcnn.apps.monitor import monitor
     from ecgcnn.config import MonitorConfig
+    from ecgcnn.monitor.session import monitor
     from ecgcnn.noise import write_wfdb
 
     ncfg = OmegaConf.merge(cfg.noise, {"snr_db": list(cfg.monitor_snr_db)})
@@ -329,6 +333,7 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
     return summary
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="noise_stress")
 @cli_errors
 def main(cfg: DictConfig) -> None:

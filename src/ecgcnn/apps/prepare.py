@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir, write_json
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides, write_json
 from ecgcnn.config import check_config
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
@@ -55,6 +55,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> dict:
     return summary
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 @cli_errors
 def main(cfg: DictConfig) -> None:

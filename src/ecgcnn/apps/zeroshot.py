@@ -13,31 +13,25 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgcnn.config  # noqa: F401  (registers the group schemas)
-from ecgcnn.apps import CONFIG_DIR, output_dir
-from ecgcnn.config import check_config
+from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.data.cache import load_beats
 from ecgcnn.errors import EcgError, cli_errors
+from ecgcnn.personalize.zero_shot import check_person, run_patient
+from ecgcnn.synthesis.report import summarize_dir
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """One person (``cfg.record``) or, with ``cfg.summarize``, the summary of a folder."""
-    from ecgcnn.synthesis.report import summarize_dir
-    from ecgcnn.synthesis.zeroshot import run_patient
-
     if cfg.summarize:
         return summarize_dir(Path(cfg.summarize))
-    check_config(cfg)
-    if cfg.minutes <= 0:
-        raise EcgError(f"minutes: got {cfg.minutes}, expected > 0 minutes")
-    if not cfg.record:
-        raise EcgError("record: name the person, e.g. record=208 (or summarize=DIR)")
-    record = str(cfg.record)
+    record = check_person(cfg, cfg.record)
     if not set(map(str, cfg.library_records)) - {record}:
         raise EcgError("library_records: no patient other than the person for the ABS library")
     data = load_beats(cfg.data, records=sorted({record, *map(str, cfg.library_records)}))
     return run_patient(cfg, data.beats, record, out_dir, save_model=cfg.save_model)
 
 
+@string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="zeroshot")
 @cli_errors
 def main(cfg: DictConfig) -> None:

@@ -4,7 +4,7 @@ Plain HTTP(S) with :mod:`urllib.request` from a configurable base URL, not ``wfd
 wfdb first asks PhysioNet's *content* pages which version is current, so it cannot be pinned to
 1.0.0 nor pointed at a mirror, and it writes straight into the final file without a checksum.
 Here each file streams into a temporary file next to its destination, its SHA-256 is compared
-with PhysioNet's ``SHA256SUMS.txt``, and only then is it moved into place with ``os.replace``
+with PhysioNet's ``SHA256SUMS.txt``, and only then is it renamed into place (``ecgcnn.atomic``)
 (atomic on one filesystem), so a failed or tampered download never leaves a file a reader could
 mistake for a record.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ecgcnn.atomic import atomic_output, write_bytes_atomic
 from ecgcnn.data.io import MITDB_RECORDS
 from ecgcnn.errors import EcgError
 
@@ -147,28 +147,21 @@ def _download_file(url: str, dest: Path, expected: str, timeout: float, bar: tqd
     """
     digest = hashlib.sha256()
     n_bytes = 0
-    # Same directory as dest so os.replace is a rename on one filesystem (atomic), not a copy.
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, _open(url, timeout) as response:
-            try:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    n_bytes += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise EcgError(f"{url}: download failed ({type(exc).__name__}: {exc})") from None
+    # atomic_output: a temp file beside dest, renamed over it only when the block succeeds
+    # (a checksum mismatch, a network error or a Ctrl-C leave dest as it was and no temp file).
+    with atomic_output(dest, "wb") as out, _open(url, timeout) as response:
+        try:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                n_bytes += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            raise EcgError(f"{url}: download failed ({type(exc).__name__}: {exc})") from None
         got = digest.hexdigest()
         if got != expected:
             raise EcgError(f"{dest.name}: SHA256 mismatch (expected {expected}, got {got})")
-        os.replace(tmp, dest)
-    except BaseException:
-        # BaseException: a Ctrl-C mid-download must not leave a .part file either.
-        tmp.unlink(missing_ok=True)
-        raise
     return n_bytes
 
 
@@ -242,14 +235,7 @@ def download_mitdb(
         summary["skipped"].append(SUMS_FILE)
     else:
         data = sums_text.encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{SUMS_FILE}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, sums_dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(sums_dest, data)
         summary["downloaded"].append(SUMS_FILE)
         summary["bytes"] += len(data)
 

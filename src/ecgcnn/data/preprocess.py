@@ -62,7 +62,7 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Polyphase resampling along axis 0 (``scipy.signal.resample_poly``)."""
     if fs_in == fs_out:
         return x
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    ratio = rate_ratio(fs_in, fs_out)
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0).astype(x.dtype)
 
 
@@ -71,3 +71,54 @@ def resample_samples(samples: np.ndarray, fs_in: float, fs_out: float) -> np.nda
     if fs_in == fs_out:
         return samples
     return np.round(samples * (fs_out / fs_in)).astype(np.int64)
+
+
+def rate_ratio(fs_in: float, fs_out: float) -> Fraction:
+    """The up/down ratio :func:`resample` uses, so positions map exactly as the signal does."""
+    return Fraction(fs_out / fs_in).limit_denominator(1000)
+
+
+def to_model_rate(samples: np.ndarray, fs_record: float, fs_model: float) -> np.ndarray:
+    """Sample positions at a record's own rate -> positions in the signal resampled to the model.
+
+    Uses the ratio of :func:`resample` (``resample_poly`` keeps sample 0 at sample 0), rounded to
+    the nearest sample. :func:`to_record_rate` is the way back; a round trip lands within one
+    sample of the start at the record's rate.
+
+    Parameters
+    ----------
+    samples : int array of positions at ``fs_record``
+    fs_record : the record's own sampling rate (Hz)
+    fs_model : the rate the signal is resampled to (``data.fs``)
+
+    Returns
+    -------
+    np.ndarray
+        int64 positions at ``fs_model``.
+
+    Examples
+    --------
+    >>> to_model_rate(np.array([0, 128, 256]), 128.0, 360.0)
+    array([  0, 360, 720])
+    """
+    samples = np.asarray(samples, dtype=np.int64)
+    if fs_record == fs_model:
+        return samples.copy()
+    r = rate_ratio(fs_record, fs_model)
+    return np.round(samples * (r.numerator / r.denominator)).astype(np.int64)
+
+
+def to_record_rate(samples: np.ndarray, fs_model: float, fs_record: float) -> np.ndarray:
+    """Positions at the model's rate -> positions at the record's own rate (inverse of
+    :func:`to_model_rate`), e.g. to write beat decisions as WFDB annotations of the record.
+
+    Examples
+    --------
+    >>> to_record_rate(np.array([0, 360, 721]), 360.0, 128.0)
+    array([  0, 128, 256])
+    """
+    samples = np.asarray(samples, dtype=np.int64)
+    if fs_record == fs_model:
+        return samples.copy()
+    r = rate_ratio(fs_record, fs_model)
+    return np.round(samples * (r.denominator / r.numerator)).astype(np.int64)

@@ -108,7 +108,7 @@ def export_model(ckpt_path, out_dir, fmt: str = "torchscript") -> dict[str, Path
     EcgError
         Unknown format, an unreadable checkpoint, or an output file that already exists.
     """
-    from ecgcnn.apps.evaluate import load_model
+    from ecgcnn.training.checkpoint import load_model
 
     if fmt not in FORMATS:
         raise EcgError(f"format: unknown export format '{fmt}' ({' | '.join(FORMATS)})")

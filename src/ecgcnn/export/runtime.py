@@ -235,8 +235,8 @@ def _onnx_runtime(path: Path, num_threads: int, batch_size: int) -> Runtime:
 
 
 def _checkpoint_runtime(path: Path, batch_size: int) -> Runtime:
-    from ecgcnn.apps.evaluate import load_model  # apps import models; keep the edge one-way here
     from ecgcnn.export.gemm import GemmCNN1D, gemm_supported  # gemm builds on this module
+    from ecgcnn.training.checkpoint import load_model
 
     model, ck = load_model(path)
     fused = fuse_for_inference(model)

@@ -1,7 +1,7 @@
 """Zero-shot summary over persons: gross binary metrics, early-warning figures, report.md/html.
 
 ``summarize`` gathers per-person ``metrics.json`` payloads of
-:func:`ecgcnn.synthesis.zeroshot.run_patient`; ``write_summary`` writes summary.json,
+:func:`ecgcnn.personalize.zero_shot.run_patient`; ``write_summary`` writes summary.json,
 report.md (+ summary.png) and a self-contained report.html; ``summarize_dir`` does both for a
 folder (a Hydra multirun or the benchmark's output).
 """
@@ -96,7 +96,7 @@ def write_summary(results: list[dict], out_dir: Path, title: str = "Zero-shot AB
     import html
     import io
 
-    from ecgcnn.apps import write_json
+    from ecgcnn.atomic import write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

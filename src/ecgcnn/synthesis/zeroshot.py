@@ -13,22 +13,17 @@ flag on them is neither a hit nor a false alarm (their counts and flag rate are 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import wfdb
 from matplotlib.figure import Figure
-from omegaconf import OmegaConf
 
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.data.io import resolve_root
 from ecgcnn.data.splits import boundary_sample
 from ecgcnn.errors import EcgError
-from ecgcnn.models import build_model
-from ecgcnn.synthesis.abs_filters import FilterLibrary, average_normal, build_library, synthesize
-from ecgcnn.synthesis.normalize import normalize_person
-from ecgcnn.training.loop import fit, predict, seed_everything, select_device, validation_split
+from ecgcnn.synthesis.abs_filters import FilterLibrary, average_normal
 
 N, S, V, F, Q = range(5)
 SYNTH_PREFIX = "~"
@@ -153,124 +148,6 @@ def alarm_stats(test: BeatSet, flagged: np.ndarray, fs: float, hours: float,
                false_alarms_per_hour=false_alarms / hours if hours > 0 else None,
                normal_flagged_per_hour=int((fl & (y == N)).sum()) / hours if hours > 0 else None)
     return out
-
-
-# ----------------------------------------------------------------------------- pipeline
-def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | None = None,
-                save_model: bool = False) -> dict:
-    """Build the leave-one-out library, synthesize, train and test one person.
-
-    Parameters
-    ----------
-    cfg : ``ZeroShotConfig`` (DictConfig)
-    beats : record -> prepared beats; must hold ``record`` and the library records
-    record : the person
-    out_dir : where metrics.json, beats.png (and best.pt with ``save_model``) go; None: nowhere
-
-    Returns
-    -------
-    dict of metrics (also written as ``metrics.json``)
-    """
-    from ecgcnn.apps import write_json
-
-    if record not in beats:
-        raise EcgError(f"record: {record} has no prepared beats")
-    fs = float(cfg.data.fs)
-    boundary = boundary_sample(cfg.minutes, fs)
-    normals, test = person_split(beats[record], cfg.minutes, fs)
-    a = cfg.abs
-    lib = build_library(beats, list(cfg.library_records), record, a.taps, a.ridge,
-                        a.per_patient, cfg.seed, tuple(a.classes), a.max_residual)
-    s = cfg.synth
-    synth = synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes}, cfg.seed,
-                       s.from_average, s.scale, s.noise, s.shift, s.rr_mode)
-    train = BeatSet.concat([normals, synth])
-    check_training_set(train, record, boundary, lib)
-    if cfg.labels == "binary":
-        # one "abnormal" output (the V slot) for every synthetic beat: the app only ever asks
-        # normal-vs-abnormal, and S/V filters can overlap in shape
-        train.y = np.where(train.y == N, N, V)
-    elif cfg.labels != "nsv":
-        raise EcgError(f"labels: unknown '{cfg.labels}' (nsv | binary)")
-
-    if int(cfg.ensemble) < 1:
-        raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
-    drop = rr_columns(cfg.rr_drop)
-    train.rr[:, drop] = 0.0
-    test = replace(test, rr=test.rr.copy())
-    test.rr[:, drop] = 0.0
-    views = [str(v) for v in cfg.template]
-    if not views:
-        raise EcgError("template: need at least one view, e.g. [none]")
-
-    device = select_device(cfg.trainer.device)
-    n_models = int(cfg.ensemble) * len(views)
-    p_abn = np.zeros(len(test))
-    p_views = {}  # view -> P(abnormal) averaged over that view's models
-    p_val_n = None
-    runs = []
-    pl = RR_FEATURES.index("pre_local")
-    for view in views:
-        # one view of the same beats (see synthesis.normalize); every model of every view
-        # sees the same training/validation split
-        x_n, x_s, x_t = normalize_person(normals.x, synth.x, test.x,
-                                         cfg.beat_scale, int(cfg.scale_window), view,
-                                         int(cfg.template_window),
-                                         (normals.rr[:, pl], test.rr[:, pl]),
-                                         float(cfg.template_gate))
-        tr, va = validation_split(replace(train, x=np.concatenate([x_n, x_s])),
-                                  cfg.trainer.val_fraction, cfg.seed)
-        te = replace(test, x=x_t)
-        va_n = None if va is None else va.subset(va.y == N)
-        if p_val_n is None:
-            p_val_n = np.zeros(0 if va_n is None else len(va_n))
-        for k in range(int(cfg.ensemble)):
-            # members differ in initial weights, batch order and augmentation draws only
-            trainer = OmegaConf.merge(cfg.trainer, {"seed": int(cfg.trainer.seed) + k})
-            # the initial weights draw from the global RNG: seed it, or they depend on what
-            # ran before in this process (another person, another view)
-            seed_everything(int(trainer.seed))
-            model = build_model(cfg.model, tr.x.shape[1], tr.x.shape[2], len(RR_FEATURES),
-                                len(CLASSES))
-            save = out_dir is not None and save_model and not runs
-            runs.append(fit(model, tr, va, cfg.optim, trainer,
-                            out_dir=Path(out_dir) if save else None,
-                            desc=f"zeroshot {record} ({view})"))
-            p_k = 1.0 - predict(model, te, device)[:, N]
-            p_abn += p_k / n_models
-            p_views[view] = p_views.get(view, 0.0) + p_k / int(cfg.ensemble)
-            if len(p_val_n):
-                p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / n_models
-    res = runs[0]
-    threshold = person_threshold(p_val_n, cfg.threshold, cfg.threshold_fpr)
-    flagged = p_abn > threshold
-    counts = binary_counts(test.y, flagged)
-    hours = test_hours(cfg.data.root, record, fs, boundary)
-    metrics = {
-        "record": record,
-        "train": {"normal_beats": len(normals), "synthetic": synth.counts(),
-                  "library_filters": lib.counts(),
-                  "library_records": sorted(set(lib.record.tolist())),
-                  "library_median_residual": float(np.median(lib.residual)),
-                  "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                  "ensemble": len(runs), "views": views,
-                  "seconds": round(sum(r.seconds for r in runs), 2),
-                  "threshold": float(threshold), "val_normal_beats": len(p_val_n)},
-        "test": {"beats": len(test), "counts": test.counts(),
-                 "F_flagged": int((flagged & (test.y == F)).sum()),
-                 "Q_flagged": int((flagged & (test.y == Q)).sum())},
-        "binary": {**counts, **binary_rates(counts)},
-        "alarm": alarm_stats(test, flagged, fs, hours, cfg.alarm_refractory_s),
-    }
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_json(out_dir / "metrics.json", metrics)
-        # per-beat scores, to redraw the operating point (threshold) without retraining
-        np.savez_compressed(out_dir / "scores.npz", sample=test.sample, y=test.y, p_abnormal=p_abn,
-                            **{f"p_view_{v}": p for v, p in p_views.items()})
-        if cfg.figures:
-            beats_figure(normals, synth, test, record).savefig(out_dir / "beats.png", dpi=90)
-    return metrics
 
 
 # ----------------------------------------------------------------------------- figures

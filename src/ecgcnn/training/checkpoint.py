@@ -46,3 +46,40 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
         raise EcgError(f"{path}: not an ecgcnn checkpoint (expected keys {', '.join(REQUIRED)})")
     return ckpt
+
+
+def load_model(path):
+    """Rebuild a model from a checkpoint (``weights_only=True``); errors name the file.
+
+    Returns
+    -------
+    (CNN1D in eval mode, the checkpoint dict)
+    """
+    from ecgcnn.models import CNN1D
+
+    ck = load_checkpoint(path)
+    try:
+        model = CNN1D.from_args(ck["model_args"])
+        model.load_state_dict(ck["model"])
+    except (EcgError, RuntimeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160]
+        raise EcgError(f"{path}: checkpoint does not fit its model ({msg})") from None
+    model.eval()
+    return model, ck
+
+
+def checkpoint_data_config(ck: dict, data_cfg, source="checkpoint"):
+    """The checkpoint's beat settings (windows, filter, leads) with this run's root, cache and
+    resampling policy (how to read records is the user's choice, not the model's)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ecgcnn.config import DataConfig
+
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
+    except (OmegaConfBaseException, ValueError) as exc:  # unknown keys, bad values, not a dict
+        msg = str(exc).strip().splitlines()[0][:160]
+        raise EcgError(f"{source}: checkpoint data settings do not fit DataConfig ({msg})") from None
+    cfg.root, cfg.cache_dir, cfg.resample = data_cfg.root, data_cfg.cache_dir, data_cfg.resample
+    return cfg

@@ -2,7 +2,7 @@
 
 Every loss takes logits ``(B, K)`` and int64 class indices ``(B,)`` and returns a scalar.
 ``class_weights`` ``(K,)`` (from ``trainer.class_weighting``) weights each sample by the
-weight of its true class. Where we write the weighting ourselves (mse, exponential) we
+weight of its true class. Where we write the weighting ourselves (mse) we
 normalise like ``nn.CrossEntropyLoss`` does: ``sum_i w[y_i] * l_i / sum_i w[y_i]``, so that a
 uniform weight vector changes nothing. ``nn.MultiMarginLoss`` (hinge) divides by the batch
 size instead; that is PyTorch's convention and we keep it.
@@ -50,27 +50,11 @@ class SoftmaxMSELoss(_WeightedLoss):
         return ((prob - onehot) ** 2).mean(dim=1)
 
 
-class ExponentialLoss(_WeightedLoss):
-    """Multi-class exponential loss ``exp(-(z_y - mean_k z_k))``.
-
-    This is the SAMME loss of Zhu et al. (2009), ``exp(-y^T f / K)`` with symmetric
-    class coding and sum-to-zero scores, up to the scale ``K / (K - 1)`` of the logits:
-    centring the logits makes it invariant to adding a constant to all of them, like softmax.
-    It is unbounded: a confidently wrong sample (margin below about -88) overflows float32,
-    so pair it with ``trainer.grad_clip`` or a modest learning rate.
-    """
-
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        true = logits.gather(1, target[:, None]).squeeze(1)  # (B,)
-        return torch.exp(-(true - logits.mean(dim=1)))
-
-
 LOSSES: dict[str, Callable[[torch.Tensor | None], nn.Module]] = {
     "cross_entropy": lambda w: nn.CrossEntropyLoss(weight=w),
     "mse": SoftmaxMSELoss,
     # sum_{k != y} w[y] * max(0, 1 - z_y + z_k) / K, averaged over the batch
     "hinge": lambda w: nn.MultiMarginLoss(p=1, margin=1.0, weight=w),
-    "exponential": ExponentialLoss,
 }
 
 
@@ -80,7 +64,7 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None) -> nn.Modul
     Parameters
     ----------
     name : str
-        cross_entropy | mse | hinge | exponential.
+        cross_entropy | mse | hinge.
     class_weights : torch.Tensor, optional
         ``(K,)`` non-negative finite weights, one per class.
 

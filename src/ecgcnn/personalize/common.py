@@ -1,0 +1,64 @@
+"""Common models of the patient-specific protocol: one CNN per input view, trained once on the
+common beat set plus every reference patient's first minutes (training beats only, never a
+test beat), from which each patient's model is fine-tuned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ecgcnn.data.beats import BeatSet, plain_channels, select_view
+from ecgcnn.personalize.patient_specific import view_data
+
+#: Setting groups of a patient-model config that the common model shares with it.
+SHARED_GROUPS = ("data", "model", "split")
+
+
+def common_config(overrides, view: str, minutes: float, epochs: int,
+                  num_threads: int = 1) -> DictConfig:
+    """The ``ecgcnn-train`` config of one view's common model.
+
+    Parameters
+    ----------
+    overrides : Hydra overrides of the patient-model config; those of ``data``, ``model`` and
+        ``split`` apply to the common model too
+    view : input view (``data.beat.template``)
+    minutes : every reference patient's first minutes that join the common set
+    epochs : training epochs (best-by-validation on a hold-out of those training beats)
+    """
+    from hydra import compose, initialize_config_dir
+
+    from ecgcnn.config import CONFIG_DIR
+
+    ft = [o for o in overrides if o.split("=")[0].split(".")[0] in SHARED_GROUPS]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "split=patient_specific", "train_on=all", "trainer.progress=false",
+            f"trainer.num_threads={num_threads}", f"trainer.max_epochs={epochs}",
+            f"split.minutes={minutes}", *ft])
+    cfg.data = view_data(cfg.data, view)
+    return cfg
+
+
+def train_common(cfg: DictConfig, view: str, beats: dict[str, BeatSet], prepared: str,
+                 out_dir: Path) -> Path:
+    """Train one view's common model on ``cfg.split``'s common set + first minutes.
+
+    Parameters
+    ----------
+    cfg : from :func:`common_config`
+    view : the input view; cut from ``beats``, prepared with ``data.beat.template=prepared``
+    beats : record -> prepared beats of the split's records
+    out_dir : where best.pt (the common model), last.pt and the training summary go
+
+    Returns
+    -------
+    the path of the common model (``out_dir/best.pt``)
+    """
+    from ecgcnn.training.train import train
+
+    plain = plain_channels(cfg.data)
+    cut = {r: select_view(b, prepared, view, plain) for r, b in beats.items()}
+    train(cfg, Path(out_dir), beats=cut)
+    return Path(out_dir) / "best.pt"
