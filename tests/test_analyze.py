@@ -119,3 +119,21 @@ def test_batch_equals_stream_on_a_real_record(mitdb, tmp_path):
     assert a["class_counts"] == m["class_counts"]
     q = a["score"]["qrs"]["whole"]
     assert q["se"] >= 0.99 and q["ppv"] >= 0.99
+
+
+@pytest.mark.slow
+def test_fresh_install_analyzes_with_the_shipped_model(mitdb, tmp_path):
+    """No checkpoint given: the console script runs the shipped generic model end to end."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ecgcnn.apps.analyze import main; main()",
+         f"record={mitdb / '100'}", f"hydra.run.dir={out}", "report=false"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    sample, symbol, fs = annotations(out / "100.ecgcnn")
+    assert fs == 360 and len(sample) == summary["beats_classified"] > 2000  # 100: 2273 beats
+    assert "global_v1.pt" in json.dumps(summary)

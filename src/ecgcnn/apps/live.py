@@ -19,29 +19,18 @@ import ecgcnn.config  # noqa: F401  (registers the schemas)
 from ecgcnn.apps import CONFIG_DIR, output_dir, string_overrides
 from ecgcnn.errors import EcgError, cli_errors
 from ecgcnn.monitor.live import run_live
-from ecgcnn.monitor.models import load_classifier
-
-
-def default_checkpoint():
-    """The shipped generic model (``ecgcnn.models.shipped``)."""
-    try:
-        from ecgcnn.models.shipped import default_checkpoint as shipped
-    except ImportError:
-        raise EcgError("checkpoint: not given, and this version ships no default model "
-                       "(ecgcnn.models.shipped); give checkpoint=PATH") from None
-    return shipped()
+from ecgcnn.monitor.models import load_classifier, resolve_checkpoint
+from ecgcnn.training.checkpoint import checkpoint_data_config
 
 
 def live(cfg: DictConfig, out_dir, on_ready=None, stop=None):
     """Load the model, then serve the page until interrupted (see ``monitor.live.run_live``)."""
     import torch
 
-    from ecgcnn.apps.evaluate import checkpoint_data_config
-
     if cfg.num_threads < 1:
         raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")
     torch.set_num_threads(int(cfg.num_threads))
-    path = cfg.checkpoint or default_checkpoint()
+    path = resolve_checkpoint(cfg.checkpoint)
     classifier, ck, classes = load_classifier(path, cfg.engine)
     data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
     return run_live(cfg, out_dir, classifier, data_cfg, classes, on_ready, stop)
