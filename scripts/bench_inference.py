@@ -263,13 +263,16 @@ def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="16k random beats, 3 repeats, no training")
-    ap.add_argument("--beats", type=int, default=98_304, help="beats per pass (24 x 4096)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--beats", type=int, default=None,
+                    help="beats per pass (default 24 x 4096; --quick: 16k)")
+    ap.add_argument("--repeats", type=int, default=None, help="default 5 (--quick: 3)")
     ap.add_argument("--epochs", type=int, default=2, help="DS1 training epochs timed (0: skip)")
     ap.add_argument("--checkpoint", type=Path, help="benchmark this model (default: trained here)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.beats, args.repeats, args.epochs = 16_384, 3, 0
+        args.epochs = 0
+    args.beats = args.beats or (16_384 if args.quick else 98_304)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     torch.set_num_threads(THREADS)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_inference_"))

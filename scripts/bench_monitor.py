@@ -41,14 +41,20 @@ import numpy as np
 import torch
 
 from ecgcnn.apps import CONFIG_DIR
-from ecgcnn.apps.monitor import monitor, score_stream
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.cache import load_beats
 from ecgcnn.data.io import DATA_ENV, read_record
 from ecgcnn.data.splits import draw_common_set
 from ecgcnn.errors import cli_errors
 from ecgcnn.evaluation.aami import veb_sveb
-from ecgcnn.personalize.patient_specific import finetune_patient
+from ecgcnn.monitor.scoring import score_stream
+from ecgcnn.monitor.session import monitor
+from ecgcnn.personalize.patient_specific import (
+    finetune_patient,
+    prepared_template,
+    view_data,
+    view_files,
+)
 
 QUICK = ["100", "119", "200", "208", "233"]
 
@@ -57,7 +63,7 @@ def compose(name: str, overrides: list[str]):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import ecgcnn.apps.monitor  # noqa: F401  (registers base_monitor)
+    import ecgcnn.config  # noqa: F401  (registers base_monitor)
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hcompose(config_name=name, overrides=overrides)
@@ -86,7 +92,11 @@ def run(args) -> dict:
     records = args.records or (QUICK if args.quick else list(ft0.split.records))
     common_recs = list(ft0.split.common_records)
     t0 = time.perf_counter()
-    beats = load_beats(ft0.data, records=sorted(set(records) | set(common_recs))).beats
+    # the default patient has two input views (model.pt, model_add.pt): beats prepared once
+    # with the template view every model can be cut from, as ecgcnn-finetune does
+    data = view_data(ft0.data, prepared_template(list(ft0.views)))
+    beats = load_beats(data, records=sorted(set(records) | set(common_recs))).beats
+    files = [f for _, f in view_files(list(ft0.views), int(ft0.ensemble))]
     common = draw_common_set(beats, common_recs, dict(ft0.split.common_counts),
                              ft0.split.common_seed)
     print(f"beats loaded in {time.perf_counter() - t0:.1f} s")
@@ -102,17 +112,14 @@ def run(args) -> dict:
     for rec in records:
         ft = compose("finetune", base + [f"record={rec}"])
         done = out / rec / "metrics.json"
-        if args.reuse and done.is_file() and (out / rec / "model.pt").is_file():
+        if args.reuse and done.is_file() and all((out / rec / f).is_file() for f in files):
             m = json.loads(done.read_text())  # same settings, same seed: the same model
         else:
             if args.align_train:  # the patient's training beats on the detector's R peaks
                 ft.train_peaks = "detector"
             m = finetune_patient(ft, out / rec, beats=beats)
         cm_a += np.asarray(m["confusion"])
-        mc = compose("monitor", [f"checkpoint={out / rec / 'model.pt'}", f"record={rec}",
-                                 f"data.root={root}", "plot.enabled=false",
-                                 f"chunk_s={args.chunk_s}", f"margin_s={args.margin_s}"])
-        s = monitor(mc, out / rec / "monitor")
+        s = monitor(monitor_cfg(args, root, out / rec, files, rec), out / rec / "monitor")
         for k in qrs:
             q = s["score"]["qrs"][k]
             qrs[k] += [q["tp"], q["fn"], q["fp"]]
@@ -152,7 +159,7 @@ def run(args) -> dict:
     print(f"latency per beat (ms): p50 median {np.median(p50s):.2f}; p99 median "
           f"{np.median(p99s):.2f}, worst record {max(p99s):.2f}")
 
-    spread = timing_spread(args, root, out, records)
+    spread = timing_spread(args, root, out, records, files)
     result = {
         "records": len(records), "epochs": args.epochs, "chunk_s": args.chunk_s,
         "align_train": bool(args.align_train),
@@ -173,17 +180,23 @@ def run(args) -> dict:
     return result
 
 
-def timing_spread(args, root: str, out: Path, records: list[str]) -> dict | None:
+def monitor_cfg(args, root: str, models: Path, files: list[str], rec: str):
+    """The monitor settings of one patient: every model of its views, averaged."""
+    also = ",".join(str(models / f) for f in files[1:])
+    return compose("monitor", [f"checkpoint={models / files[0]}", f"also=[{also}]",
+                               f"record={rec}", f"data.root={root}", "plot.enabled=false",
+                               f"chunk_s={args.chunk_s}", f"margin_s={args.margin_s}"])
+
+
+def timing_spread(args, root: str, out: Path, records: list[str],
+                  files: list[str]) -> dict | None:
     """Repeat the stream of one record: min / median / max speed and latency p99."""
     rec = args.timing_record if args.timing_record in records else records[0]
     if args.timing_repeats < 1:
         return None
     rtf, p99 = [], []
     for _ in range(args.timing_repeats):
-        mc = compose("monitor", [f"checkpoint={out / rec / 'model.pt'}", f"record={rec}",
-                                 f"data.root={root}", "plot.enabled=false",
-                                 f"chunk_s={args.chunk_s}", f"margin_s={args.margin_s}"])
-        s = monitor(mc, out / rec / "timing")
+        s = monitor(monitor_cfg(args, root, out / rec, files, rec), out / rec / "timing")
         rtf.append(s["processing"]["realtime_factor"])
         p99.append(s["latency_ms"]["p99"])
     spread = {"record": rec, "repeats": len(rtf),

@@ -11,12 +11,14 @@ import pytest
 from conftest import compose
 from omegaconf import OmegaConf
 
-from ecgcnn.apps.monitor import load_classifier, monitor, score_stream
 from ecgcnn.config import AlarmConfig, DataConfig
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, extract_beats, rr_features
 from ecgcnn.data.io import Record
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import AlarmEngine
+from ecgcnn.monitor.models import load_classifier
+from ecgcnn.monitor.scoring import score_stream
+from ecgcnn.monitor.session import monitor
 from ecgcnn.monitor.stream import BeatStream, replay
 
 FS = 360.0
@@ -276,7 +278,8 @@ def test_monitor_app_on_a_csv_stream(tmp_path):
     # The first (0.6 s) and last (> 38.8 s) beats lie within a trio window of the edges.
     assert s["beats_dropped_at_edges"] == 2
     assert s["beats_classified"] == s["beats_detected"] - 2
-    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx((432 + 1440) / FS)
+    # trio window (432) + its moving mean (6 + 1) + backward-filter margin (4 s)
+    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx((432 + 7 + 1440) / FS, abs=1e-3)
     lines = [json.loads(v) for v in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     assert sum(e["type"] == "beat" for e in lines) == s["beats_classified"]
     assert [e["rule"] for e in lines if e["type"] == "alarm"].count("vt") == 1
@@ -318,7 +321,7 @@ def test_monitor_config_composes_and_checks_types():
 def test_real_record_end_to_end(mitdb, tmp_path):
     import torch
 
-    from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.personalize.patient_specific import finetune_patient
 
     torch.set_num_threads(1)
     ft = compose("finetune", ["record=119", "trainer.max_epochs=3", "report=false",
@@ -342,8 +345,8 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     np.testing.assert_allclose(fused(xb, rb), plain(xb, rb), atol=1e-5)
     # the finetune default trains two views: the monitor averages them (also=[model_add.pt]),
     # cutting each model's channels from one running-template stream
-    from ecgcnn.apps.evaluate import checkpoint_data_config
-    from ecgcnn.apps.monitor import _averaged
+    from ecgcnn.monitor.models import averaged as _averaged
+    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     ck_add = tmp_path / "model" / "model_add.pt"
     mc = compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",

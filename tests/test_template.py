@@ -100,3 +100,24 @@ def test_views_files_and_init_from():
     cfg.init_from = ["a.pt"]
     with pytest.raises(EcgError, match="1 checkpoints for 2 views"):
         init_paths(cfg)
+
+
+@pytest.mark.parametrize("window", [1, 2, 7, 30, 31])
+def test_median_last_is_numpys_median(window):
+    from ecgcnn.data.beats import median_last
+
+    a = np.random.default_rng(window).normal(size=(9, 2, 16, window)).astype(np.float32)
+    a[..., :window // 2] = a[..., -1:]  # ties
+    assert np.array_equal(median_last(a), np.median(a, axis=-1))
+
+
+def test_running_median_block_by_block_equals_one_call():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 2, 8)).astype(np.float32)
+    eligible = rng.random(90) > 0.3
+    whole = running_median(x, 10, eligible)
+    parts, hist = [], np.zeros((0, 2, 8), np.float32)
+    for a, b in ((0, 5), (5, 6), (6, 47), (47, 90)):
+        parts.append(running_median(x[a:b], 10, eligible[a:b], history=hist))
+        hist = np.concatenate([hist, x[a:b][eligible[a:b]]])[-10:]
+    assert np.array_equal(np.concatenate(parts), whole)

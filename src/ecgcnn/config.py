@@ -279,6 +279,25 @@ class AlarmConfig:
 
 
 @dataclass
+class QualityConfig:
+    """Signal-quality stage (``ecgcnn.monitor.quality``): unreadable segments are shut down
+    (their beats written as Q, no alarm from them, reported as shutdown time)."""
+
+    enabled: bool = True
+    segment_s: float = 1.0  # verdicts on a fixed grid of this step
+    context_s: float = 1.0  # each verdict looks this far on both sides of its segment
+    reference_s: float = 300.0  # the low-frequency reference: the record's past ...
+    reference_quantile: float = 0.2  # ... at this quantile
+    min_agreement: float = 0.85  # two leads: unreadable below this R-peak agreement ...
+    max_lf_excess: float = 2.5  # ... and above this 1-4 Hz / 5-25 Hz power over the reference
+    min_template_corr: float = 0.85  # ... and a beat there unlike each of the template_beats
+    template_beats: int = 16  # beats before it (a PVC run repeats its shape, noise does not)
+    # one lead: unreadable above this excess alone; None (default): a lone lead is never shut
+    # down, since wide-complex runs (VT) raise the excess as much as electrode motion does
+    max_lf_excess_single: float | None = None
+
+
+@dataclass
 class PlotConfig:
     enabled: bool = True
     start_s: float = 0.0
@@ -293,7 +312,8 @@ class MonitorConfig:
     fs: float | None = None  # required with input=
     columns: list[int] = field(default_factory=lambda: [0])  # input= columns, one per lead
     leads: list[str] = field(default_factory=list)  # record= leads; [] -> the model's leads
-    checkpoint: str = MISSING  # checkpoint (best.pt / model.pt) or exported model.pt / .onnx
+    # checkpoint (best.pt / model.pt) or exported model.pt / .onnx; None: the shipped model
+    checkpoint: str | None = None
     # more models of the same patient (e.g. [<run>/208_m5/model_add.pt], the other input view
     # of a two-view patient): every beat's probabilities are averaged over all the models
     also: list[str] = field(default_factory=list)
@@ -305,7 +325,59 @@ class MonitorConfig:
     num_threads: int = 1
     score_from_s: float = 0.0  # score beats from here (bxb's -f; 300 = after minute 5)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
+
+
+@dataclass
+class AnalyzeConfig:
+    """``ecgcnn-analyze``: a whole recording classified offline (the stream in large blocks)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # annotator, resample; beats: model's
+    record: str | None = None  # a WFDB record path (no extension), an .edf or a .csv file
+    # checkpoint or exported model; None: the shipped generic model ('checkpoint' as in
+    # ecgcnn-monitor: 'model' is a config group)
+    checkpoint: str | None = None
+    also: list[str] = field(default_factory=list)  # more views of the same patient, averaged
+    lead: str | None = None  # the record's lead (name or index) instead of the model's
+    fs: float | None = None  # required for CSV
+    engine: str = "fused"
+    block_s: float = 600.0  # signal fed to the stream at a time (memory: one block)
+    margin_s: float = 4.0  # as ecgcnn-monitor: the same beats
+    num_threads: int = 1
+    annotator: str = "ecgcnn"  # <record>.<annotator>, as ecgcnn-personalize writes
+    trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
+    report: bool = True
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+
+@dataclass
+class LiveConfig:
+    """``ecgcnn-live``: the monitor on a page (``ecgcnn.monitor.live``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # root; beats: the checkpoint's
+    # a WFDB record (name under data.root, or path), an .edf file, a CSV file, or "-" (CSV
+    # lines on standard input)
+    record: str | None = None
+    lead: str | None = None  # the record's lead to use in place of the model's (ECG1, 0, ...)
+    follow: bool = False  # record is a CSV that grows: read new lines as they arrive
+    idle_timeout_s: float | None = None  # follow: end the stream after this long unchanged
+    fs: float | None = None  # required for CSV / stdin; checked against WFDB / EDF
+    columns: list[int] = field(default_factory=lambda: [0])  # CSV columns, one per lead
+    leads: list[str] = field(default_factory=list)  # record leads; [] -> the model's leads
+    checkpoint: str | None = None  # None -> the shipped default model
+    engine: str = "fused"
+    chunk_s: float = 0.1  # replay chunk: the strip advances in steps this long
+    margin_s: float = 4.0
+    num_threads: int = 1
+    max_duration_s: float | None = None  # replay only the first seconds
+    speed: float = 1.0  # initial replay speed: 1, 10, or 0 = as fast as possible
+    host: str = "127.0.0.1"  # another address opens the page to other hosts (logged)
+    port: int = 8765
+    window_s: float = 10.0  # seconds of strip on the page
+    refresh_ms: int = 50  # how often the page pulls new points (10x: 0.5 s of signal)
+    linger_s: float | None = None  # stop serving this long after the stream ends
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
 
 # ----------------------------------------------------------------------------- noise stress
@@ -415,6 +487,8 @@ def register_configs() -> None:
     cs.store(name="base_finetune", node=FinetuneConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_monitor", node=MonitorConfig)
+    cs.store(name="base_analyze", node=AnalyzeConfig)
+    cs.store(name="base_live", node=LiveConfig)
     cs.store(name="base_noise_stress", node=NoiseStressConfig)
     cs.store(name="base_zeroshot", node=ZeroShotConfig)
     cs.store(name="base_kit", node=KitConfig)

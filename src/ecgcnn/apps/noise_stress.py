@@ -189,8 +189,8 @@ def _monitor_patient(cfg, rec, mdir: Path, out: Path) -> dict:
     """Stream the clean record and the noisy ones at ``monitor_snr_db`` through the monitor."""
     import tempfile
 
-    from ecgcnn.apps.monitor import monitor
     from ecgcnn.config import MonitorConfig
+    from ecgcnn.monitor.session import monitor
     from ecgcnn.noise import write_wfdb
 
     ncfg = OmegaConf.merge(cfg.noise, {"snr_db": list(cfg.monitor_snr_db)})

@@ -130,20 +130,28 @@ def _windows(x: np.ndarray, centers: np.ndarray, before: int, after: int, length
     return x[i0] * (1 - frac) + x[i1] * frac
 
 
-def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = None) -> np.ndarray:
+def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = None,
+                   history: np.ndarray | None = None) -> np.ndarray:
     """``(n, ...)`` beats in time order -> for each beat the element-wise median of the last
     ``window`` eligible beats before it (not itself; causal, label-free). A beat with no
-    eligible beat before it is its own reference. ``eligible``: boolean ``(n,)``, None = all."""
+    eligible beat before it is its own reference. ``eligible``: boolean ``(n,)``, None = all.
+    ``history``: eligible beats that came before ``x`` (a stream keeps the last ``window``), so
+    that block by block gives the values of one call on the whole record."""
     if window < 1:
         raise EcgError(f"template window: need at least 1 beat, got {window}")
     if eligible is None:
         eligible = np.ones(len(x), bool)
     if len(eligible) != len(x):
         raise EcgError(f"template: {len(eligible)} eligibility flags for {len(x)} beats")
-    pool = np.flatnonzero(eligible)
+    h = 0 if history is None else min(len(history), window)
+    if h:
+        src_x = np.concatenate([history[len(history) - h:], x])
+    else:
+        src_x = x
+    pool = np.concatenate([np.arange(h), h + np.flatnonzero(eligible)])
     if not len(pool):
         return x.copy()
-    hi = np.searchsorted(pool, np.arange(len(x)))  # eligible beats before i: pool[:hi]
+    hi = np.searchsorted(pool, h + np.arange(len(x)))  # eligible beats before i: pool[:hi]
     idx = hi[:, None] - window + np.arange(window)[None, :]  # (n, window) into pool
     ok = idx >= 0
     src = pool[np.clip(idx, 0, None)]  # where not ok: a placeholder, masked below
@@ -154,11 +162,23 @@ def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = Non
         rows = whole[lo:lo + 512]
         # the window axis last and contiguous: numpy's partition along a strided axis is ~1.6x
         # slower (the values, and so the medians, are the same)
-        out[rows] = np.median(np.ascontiguousarray(np.moveaxis(x[src[rows]], 1, -1)), axis=-1)
+        out[rows] = median_last(np.ascontiguousarray(np.moveaxis(src_x[src[rows]], 1, -1)))
     for i in np.flatnonzero(~full):
         members = src[i][ok[i]]
-        out[i] = np.median(x[members], axis=0) if len(members) else x[i]
+        out[i] = np.median(src_x[members], axis=0) if len(members) else x[i]
     return out
+
+
+def median_last(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)``, the same values, 2-5x faster on short axes: one partition
+    at the lower middle (numpy partitions at both middles for an even length), the upper
+    middle is the smallest value above it."""
+    n = a.shape[-1]
+    k = (n - 1) // 2
+    p = np.partition(a, k, axis=-1)
+    if n % 2:
+        return p[..., k]
+    return (p[..., k] + p[..., k + 1:].min(axis=-1)) / 2
 
 
 def template_mode(b) -> str:

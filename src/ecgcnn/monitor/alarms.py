@@ -5,7 +5,7 @@ becomes true and lasts while it stays true; an episode raises one alarm, and no 
 that rule comes within ``refractory_s`` of the last one, so one run of VT, one stretch of
 bigeminy or one flat line is one alarm.
 
-Rules (thresholds in :class:`~ecgcnn.apps.monitor.AlarmConfig`):
+Rules (thresholds in :class:`~ecgcnn.config.AlarmConfig`):
 
 ===========  =========================================================================
 v_beat       any V beat
@@ -109,19 +109,36 @@ class SignalQuality:
         self._buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
         out: list[dict] = []
         n = self._b0 + self._buf.size
-        while self._next_end <= n:
-            e = self._next_end
-            w = self._buf[e - self.win - self._b0:e - self._b0]
-            flat = float(w.max() - w.min()) < self.flat_ptp
-            sat = None if flat else self._stuck_run(w)
+        ends = np.arange(self._next_end, n + 1, self.hop)
+        if not len(ends):
+            return out
+        # every window of this push at once: peak-to-peak, and whether it holds a run of
+        # identical samples long enough for saturation (rare: only those are searched)
+        lo = ends - self.win - self._b0
+        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.win)[lo]
+        flat_all = (view.max(axis=1) - view.min(axis=1)) < self.flat_ptp
+        change = np.flatnonzero(np.diff(self._buf) != 0) + 1
+        starts = np.concatenate([[0], change])
+        stops = np.concatenate([change, [self._buf.size]])
+        long = (stops - starts) >= self.run
+        r0, r1 = starts[long], stops[long]
+        for j, e in enumerate(ends.tolist()):
+            flat = bool(flat_all[j])
+            a0 = lo[j]
+            sat = None
+            if not flat and len(r0) and ((r0 < a0 + self.win) & (r1 > a0)).any():
+                sat = self._stuck_run(view[j])
             if flat:
                 self._mark(e - self.win, e)
             if sat is not None:
                 self._mark(e - self.win + sat[0], e - self.win + sat[1])
-            out += self.rules["flat_line"].update(flat, e - self.win, e, n)
-            a = e - self.win + (sat[0] if sat else 0)
-            out += self.rules["saturation"].update(sat is not None, a, e, n)
-            self._next_end += self.hop
+            rf, rs = self.rules["flat_line"], self.rules["saturation"]
+            if flat or rf.active:
+                out += rf.update(flat, e - self.win, e, n)
+            if sat is not None or rs.active:
+                a = e - self.win + (sat[0] if sat else 0)
+                out += rs.update(sat is not None, a, e, n)
+        self._next_end = int(ends[-1]) + self.hop
         keep = self._next_end - self.win - self._b0
         if keep > 0:
             self._buf, self._b0 = self._buf[keep:], self._b0 + keep
@@ -188,6 +205,13 @@ class AlarmEngine:
         self._rr: deque[float] = deque(maxlen=int(cfg.hr_beats))
         self._rr_start: deque[int] = deque(maxlen=int(cfg.hr_beats))
         self._last_r: int | None = None
+        # every phase of each repeating pattern, as strings of the last n classes
+        self._patterns = []
+        for name, unit, k in (("bigeminy", "NV", cfg.bigeminy_cycles),
+                              ("trigeminy", "NNV", cfg.trigeminy_cycles)):
+            n = len(unit) * k
+            self._patterns.append((name, n, {(unit * (k + 1))[ph:ph + n]
+                                             for ph in range(len(unit))}))
 
     def push_signal(self, chunk: np.ndarray, start: int) -> list[dict]:
         """Raw samples (first lead used) starting at absolute sample ``start``."""
@@ -197,22 +221,29 @@ class AlarmEngine:
     def flush(self, now: int) -> list[dict]:
         return []
 
-    def push_beats(self, samples, classes, now: int) -> list[dict]:
-        """Classified beats in time order (``classes``: indices into ``self.classes``)."""
+    def push_beats(self, samples, classes, now: int, unreadable=None) -> list[dict]:
+        """Classified beats in time order (``classes``: indices into ``self.classes``).
+
+        ``unreadable``: per beat, judged unreadable by the quality stage
+        (``monitor.quality``); such a beat is treated as lost signal: no class or rhythm rule
+        sees it and the RR intervals and class patterns restart after it."""
         out: list[dict] = []
-        for r, k in zip(np.asarray(samples).tolist(), np.asarray(classes).tolist()):
-            out += self._beat(int(r), self.classes[int(k)], now)
+        flags = (np.zeros(len(np.asarray(samples)), bool) if unreadable is None
+                 else np.asarray(unreadable, bool))
+        for r, k, u in zip(np.asarray(samples).tolist(), np.asarray(classes).tolist(),
+                           flags.tolist()):
+            out += self._beat(int(r), self.classes[int(k)], now, bool(u))
         return out
 
     # ------------------------------------------------------------------------ rules
-    def _beat(self, r: int, c: str, now: int) -> list[dict]:
+    def _beat(self, r: int, c: str, now: int, unreadable: bool = False) -> list[dict]:
         out: list[dict] = []
         q = self.quality
         prev = self._last_r
         self._last_r = r
         # The steps into and out of a lead-off look like QRS complexes to the detector: a beat
         # within one quality step of lost signal is part of the loss.
-        inside = q.overlaps(r - q.hop, r + q.hop)
+        inside = unreadable or q.overlaps(r - q.hop, r + q.hop)
         if inside or (prev is not None and q.overlaps(prev, r)):
             # Lost signal between the last beat and this one: no RR interval, and the class
             # pattern restarts (the beats in between were never seen).
@@ -273,12 +304,8 @@ class AlarmEngine:
             self._s_run = 0
         out += self.rules["svt"].update(self._s_run >= cfg.svt_beats, self._s_start, r, now,
                                         beats=self._s_run)
-        for name, unit, k in (("bigeminy", ("N", "V"), cfg.bigeminy_cycles),
-                              ("trigeminy", ("N", "N", "V"), cfg.trigeminy_cycles)):
-            n = len(unit) * k
-            last = list(self._cls)[-n:]
-            ok = len(last) == n and any(
-                all(last[i] == unit[(i + ph) % len(unit)] for i in range(n))
-                for ph in range(len(unit)))
-            out += self.rules[name].update(ok, list(self._smp)[-n] if ok else r, r, now)
+        for name, n, valid in self._patterns:
+            last = "".join(list(self._cls)[-n:]) if len(self._cls) >= n else ""
+            ok = last in valid
+            out += self.rules[name].update(ok, self._smp[-n] if ok else r, r, now)
         return out

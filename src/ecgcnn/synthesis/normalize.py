@@ -31,19 +31,38 @@ def unit_scale(x: np.ndarray) -> np.ndarray:
     return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
-def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None) -> np.ndarray:
+def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None,
+                  history: np.ndarray | None = None) -> np.ndarray:
     """Beats divided by the median peak-to-peak amplitude (beat channel) of the ``window``
     beats before each one, the beat included: slow amplitude drift is removed while a beat
     still shows how much larger or smaller it is than the person's recent beats (what a V beat
     looks like). ``ref``: divide every beat by the median amplitude of these beats instead
-    (synthetic beats, scaled as the normals they came from).
+    (synthetic beats, scaled as the normals they came from). ``history``: the peak-to-peak
+    amplitudes (:func:`beat_ptp`) of the beats that came before ``x`` (a stream, block by
+    block: the same values as one call on all the beats).
     """
-    ptp = np.ptp(x[:, 0], axis=-1)
+    ptp = beat_ptp(x)
     if ref is not None:
-        scale = np.full(len(x), np.median(np.ptp(ref[:, 0], axis=-1)))
+        scale = np.full(len(x), np.median(beat_ptp(ref)))
     else:
-        scale = np.array([np.median(ptp[max(0, i - window + 1):i + 1]) for i in range(len(x))])
+        past = np.zeros(0, ptp.dtype) if history is None else np.asarray(history, ptp.dtype)
+        past = past[len(past) - min(len(past), window - 1):]
+        allp = np.concatenate([past, ptp])
+        h = len(past)
+        scale = np.empty(len(x), ptp.dtype)
+        # beats with a whole window behind them: one vectorized median over a sliding view
+        first = max(0, window - 1 - h)
+        if first < len(x) and len(allp) >= window:
+            scale[first:] = np.median(np.lib.stride_tricks.sliding_window_view(
+                allp, window)[h + first - window + 1:], axis=1)
+        for i in range(min(first, len(x))):  # the record's first beats: shorter windows
+            scale[i] = np.median(allp[max(0, h + i - window + 1):h + i + 1])
     return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
+
+
+def beat_ptp(x: np.ndarray) -> np.ndarray:
+    """Peak-to-peak amplitude of each window's first (beat) channel: ``(N, C, T) -> (N,)``."""
+    return np.ptp(x[:, 0], axis=-1)
 
 
 def running_template(x: np.ndarray, window: int, history: np.ndarray | None = None,
@@ -53,8 +72,12 @@ def running_template(x: np.ndarray, window: int, history: np.ndarray | None = No
     back into it). ``eligible``: boolean over ``history`` then ``x``; only those beats enter a
     template (e.g. not premature ones, so that a run of ectopic beats does not become the
     reference). A beat with no eligible past is its own template."""
-    past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
-    return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
+    if history is None or eligible is None:
+        past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
+        return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
+    # only eligible history beats can enter a template: those are all the median needs
+    old = eligible[:len(history)]
+    return running_median(x, window, eligible[len(history):], history=history[old])
 
 
 def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,

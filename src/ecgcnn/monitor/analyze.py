@@ -1,0 +1,178 @@
+"""``ecgcnn-analyze``'s pipeline: a whole recording (24 h Holter and more) classified offline.
+
+The batch path is the stream fed in large blocks: :class:`~ecgcnn.monitor.stream.BeatStream`
+(QRS detection, filter, windows, templates, RR features) gets ``block_s`` of signal at a time
+and returns every beat those samples made ready, so the model classifies hundreds of beats per
+call and memory stays bounded by the block, not the recording. Every stage is chunk-invariant,
+so the beats and classes are those ``ecgcnn-monitor`` gives on the same signal.
+
+Outputs (``out_dir``): ``<record>.<annotator>`` (WFDB annotations at the record's own rate,
+MIT-BIH symbols N/S/V/F/Q), ``events.jsonl`` (alarms and signal-loss episodes),
+``summary.json`` (beat counts, heart-rate trend, episodes, score against the reference when
+the record has one) and ``report.md`` with ``trend.png`` and ``strips.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ecgcnn.atomic import write_json
+from ecgcnn.data.annotations import write_annotations
+from ecgcnn.data.beats import CLASSES
+from ecgcnn.data.preprocess import resample, to_model_rate, to_record_rate
+from ecgcnn.data.records import load_record
+from ecgcnn.errors import EcgError
+from ecgcnn.monitor.alarms import RULES, AlarmEngine
+from ecgcnn.monitor.models import averaged, load_classifier, resolve_checkpoint
+from ecgcnn.monitor.scoring import score_stream
+from ecgcnn.monitor.stream import BeatStream, replay
+
+
+def lost_mask(samples: np.ndarray, spans, pad: int) -> np.ndarray:
+    """Beats within ``pad`` samples of a span of lost signal (``[start, stop)`` pairs)."""
+    s = np.asarray(samples, np.int64)
+    out = np.zeros(s.shape, bool)
+    for a, b in spans:
+        out |= (s >= a - pad) & (s < b + pad)
+    return out
+
+
+def heart_rate_trend(samples: np.ndarray, pred: np.ndarray, fs: float, duration_s: float,
+                     bin_s: float, spans=()) -> list[dict]:
+    """Per ``bin_s`` bin: median heart rate (RR intervals not spanning lost signal) and the
+    counts of each class."""
+    s = np.asarray(samples, np.int64)
+    rr = np.diff(s) / fs
+    ok = ~np.array([any(a < s[i + 1] and b > s[i] for a, b in spans)
+                    for i in range(len(rr))], bool) if len(spans) else np.ones(len(rr), bool)
+    t_rr = s[1:] / fs
+    out = []
+    for k in range(int(np.ceil(duration_s / bin_s)) if duration_s > 0 else 0):
+        lo, hi = k * bin_s, (k + 1) * bin_s
+        m = (t_rr >= lo) & (t_rr < hi) & ok
+        b = (s / fs >= lo) & (s / fs < hi)
+        out.append({"t_s": lo, "hr_bpm": round(float(60.0 / np.median(rr[m])), 1) if m.any()
+                    else None, **{c: int((pred[b] == i).sum()) for i, c in enumerate(CLASSES)}})
+    return out
+
+
+def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfig | None = None,
+            classes=None) -> dict:
+    """Classify every beat of ``cfg.record``; write annotations, events, summary and report.
+
+    Parameters
+    ----------
+    cfg : ``AnalyzeConfig``
+    out_dir : output folder (created; existing outputs are never overwritten)
+    classifier, data_cfg, classes : a classifier callable ``(x, rr) -> probs`` with the
+        ``DataConfig`` its beats need and its class names, instead of ``cfg.checkpoint``
+
+    Returns
+    -------
+    The summary written to ``summary.json``.
+    """
+    import torch
+
+    from ecgcnn.training.checkpoint import checkpoint_data_config
+
+    if cfg.num_threads < 1:
+        raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")
+    if cfg.block_s <= 0:
+        raise EcgError(f"block_s: must be > 0 s, got {cfg.block_s}")
+    if not cfg.record:
+        raise EcgError("record: required (a WFDB record path, an .edf or a .csv file)")
+    torch.set_num_threads(int(cfg.num_threads))
+    t0 = time.perf_counter()
+    zeroshot = None  # a zero-shot checkpoint's input settings
+    if classifier is None:
+        path = resolve_checkpoint(cfg.checkpoint)
+        classifier, ck, classes = load_classifier(path, cfg.engine)
+        data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
+        zeroshot = ck.get("zeroshot")
+        if cfg.also and zeroshot:
+            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
+                           "patient-specific views only (monitor one zero-shot model)")
+        if cfg.also:
+            classifier, data_cfg = averaged(_as_monitor(cfg, path), classifier, data_cfg,
+                                            classes)
+    elif data_cfg is None or classes is None:
+        raise EcgError("analyze: a classifier callable needs its data_cfg and classes")
+    else:
+        path = "(classifier callable)"
+    to_aami = np.asarray([CLASSES.index(c) for c in classes])
+    rec = load_record(cfg.record, leads=list(data_cfg.leads), lead=cfg.lead, fs=cfg.fs,
+                      annotator=cfg.data.annotator or None)
+    t_read = time.perf_counter() - t0
+    fs_rec, fs = float(rec.fs), float(data_cfg.fs)
+    sig = rec.signal
+    if fs_rec != fs:
+        if not data_cfg.resample:
+            raise EcgError(f"{cfg.record}: {fs_rec:g} Hz, the model expects {fs:g} Hz "
+                           "(data.resample=false refuses to resample)")
+        sig = resample(sig, fs_rec, fs)
+    out_dir = Path(out_dir)
+    ann_path = out_dir / f"{rec.name}.{cfg.annotator}"
+    if ann_path.exists():
+        raise EcgError(f"{ann_path}: already exists (choose another output folder)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
+    engine = AlarmEngine(cfg.alarms, fs, classes)
+    res = replay(sig, fs, stream, classifier, cfg.block_s, alarms=engine)
+    pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)
+    spans = [tuple(s) for s in engine.quality.spans]
+    lost = lost_mask(res.sample, spans, engine.quality.hop)
+    keep = ~lost  # beats inside lost signal are not classified (the steps look like QRS)
+    smp_model, pred = res.sample[keep], pred[keep]
+    smp_rec = to_record_rate(smp_model, fs, fs_rec)
+    t_ana = time.perf_counter() - t0 - t_read
+    write_annotations(out_dir, rec.name, smp_rec, np.asarray(CLASSES)[pred], fs_rec,
+                      annotator=cfg.annotator)
+    # offline, when the stream raised an alarm says nothing (it depends on the block size)
+    events = [{k: v for k, v in a.items() if k != "t_raised"} for a in res.alarms]
+    with open(out_dir / "events.jsonl", "x") as fh:
+        fh.writelines(json.dumps({"type": "signal_loss", "t_start": round(a / fs, 3),
+                                 "t_stop": round(b / fs, 3)}) + "\n" for a, b in spans)
+        fh.writelines(json.dumps(ev) + "\n" for ev in events)
+    duration = sig.shape[0] / fs
+    summary = {
+        "record": rec.name, "fs": fs_rec, "model_fs": fs, "duration_s": round(duration, 3),
+        "model": str(path), "also": list(cfg.also),
+        "beats_detected": len(res.peaks), "beats_classified": len(pred),
+        "beats_in_signal_loss": int(lost.sum()), "beats_dropped_at_edges": int(res.dropped),
+        "class_counts": {c: int((pred == i).sum()) for i, c in enumerate(CLASSES)},
+        "signal_loss": [{"t_start": round(a / fs, 3), "t_stop": round(b / fs, 3)}
+                        for a, b in spans],
+        "signal_loss_s": round(sum(b - a for a, b in spans) / fs, 3),
+        "alarms_by_rule": {k: sum(a["rule"] == k for a in events) for k in RULES},
+        "episodes": events,
+        "trend": heart_rate_trend(smp_model, pred, fs, duration, cfg.trend_bin_s, spans),
+        "annotations": str(ann_path),
+        "seconds": {"read": round(t_read, 3), "analyze": round(t_ana, 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+        "score": None,
+    }
+    if len(rec.ann_samples):
+        ref = to_model_rate(rec.ann_samples, fs_rec, fs)
+        summary["score"] = score_stream(ref, rec.ann_symbols, res.peaks[~lost_mask(
+            res.peaks, spans, engine.quality.hop)], smp_model, pred, fs)
+    if cfg.report:
+        from ecgcnn.monitor.holter_report import write_report
+
+        write_report(out_dir, summary, sig[:, 0], fs, smp_model, pred, events, cfg.trend_bin_s)
+    summary["seconds"]["total"] = round(time.perf_counter() - t0, 3)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _as_monitor(cfg: DictConfig, path: Path) -> DictConfig:
+    """The fields :func:`~ecgcnn.monitor.models.averaged` reads, under the monitor's names."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"checkpoint": str(path), "also": list(cfg.also),
+                             "engine": cfg.engine, "data": cfg.data})
