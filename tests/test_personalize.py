@@ -188,3 +188,47 @@ def test_cli_exit_2_and_nothing_overwritten(kit, patient128, tmp_path):
                         f"hydra.run.dir={tmp_path / 'kr'}"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 2 and "not empty" in p.stderr and (k2 / "x").read_text() == "x"
+
+
+@pytest.fixture(scope="module")
+def db128(tmp_path_factory):
+    """Three new patients at 128 Hz with SVDB lead names and a RECORDS file."""
+    d = tmp_path_factory.mktemp("db128")
+    names = ["q1", "q2", "q3"]
+    for i, n in enumerate(names):
+        sig, r, syms = synth_ecg(110, fs=128, rr_s=0.8 + 0.05 * i, seed=10 + i, v_every=4 + i)
+        write_record(d, n, sig, r, syms, fs=128, leads=("ECG1", "ECG2"))
+    (d / "RECORDS").write_text("\n".join(names) + "\n")
+    return d
+
+
+def test_crossdb_quick_and_bxb_agree(kit, db128, tmp_path):
+    """The cross-database benchmark's small mode ends with its JSON line, and WFDB's bxb, run on
+    the .ecgcnn files it wrote, counts the same beats as the project's EC57 scorer."""
+    from conftest import REPO
+
+    from ecgcnn.evaluation import bxb
+
+    out = tmp_path / "bench"
+    p = subprocess.run([sys.executable, str(REPO / "scripts/benchmark_crossdb.py"), "--kit",
+                        str(kit), "--db", str(db128), "--quick", "--workers", "2",
+                        "--minutes", str(MIN), "--out", str(out)], capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(last) == {"wall_s", "peak_rss_mb", "patient_specific", "zero_shot"}
+    assert set(last["patient_specific"]["VEB"]) == {"Se", "PPV", "Spe", "Acc"}
+    assert set(last["zero_shot"]) == {"Se", "PPV", "F1", "p_detect_first3"}
+    try:
+        bindir = bxb.build_bxb(tmp_path / "bxb")
+    except EcgError as exc:
+        pytest.skip(f"bxb cannot be built here: {exc}")
+    for name in ("q1", "q2", "q3"):
+        run = out / db128.name / "patient_specific" / name
+        ours = json.loads((run / "metrics.json").read_text())
+        r = bxb.run_bxb(db128, name, "ecgcnn", start_s=MIN * 60, test_dir=run, bindir=bindir)
+        # same beats judged (every written beat sits on a reference beat), same V decisions
+        assert r["qrs"]["tp"] == ours["n_beats"]
+        for ec57, key in (("VEB", "veb"), ("SVEB", "sveb")):
+            assert (r[key]["tp"], r[key]["fn"], r[key]["fp"]) == (
+                ours[ec57]["TP"], ours[ec57]["FN"], ours[ec57]["FP"]), (name, ec57)

@@ -27,16 +27,13 @@ def common_config(overrides, view: str, minutes: float, epochs: int,
     minutes : every reference patient's first minutes that join the common set
     epochs : training epochs (best-by-validation on a hold-out of those training beats)
     """
-    from hydra import compose, initialize_config_dir
-
-    from ecgcnn.config import CONFIG_DIR
+    from ecgcnn.personalize.kit import compose_config
 
     ft = [o for o in overrides if o.split("=")[0].split(".")[0] in SHARED_GROUPS]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "split=patient_specific", "train_on=all", "trainer.progress=false",
-            f"trainer.num_threads={num_threads}", f"trainer.max_epochs={epochs}",
-            f"split.minutes={minutes}", *ft])
+    cfg = compose_config("train", [
+        "split=patient_specific", "train_on=all", "trainer.progress=false",
+        f"trainer.num_threads={num_threads}", f"trainer.max_epochs={epochs}",
+        f"split.minutes={minutes}", *ft])
     cfg.data = view_data(cfg.data, view)
     return cfg
 

@@ -87,14 +87,27 @@ class Kit:
         return float(self.patient_specific.data.fs)
 
 
-def compose_settings(overrides, config_name: str, extra=()) -> DictConfig:
-    """A protocol's config (``finetune`` or ``zeroshot``) with Hydra ``overrides``."""
+def compose_config(config_name: str, overrides) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra ``overrides``, also from inside a
+    running Hydra app (whose global state is set aside for the call and put back)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from ecgcnn.config import CONFIG_DIR
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=[*extra, *overrides])
+    gh = GlobalHydra.instance()
+    saved = gh.hydra
+    gh.clear()
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        gh.hydra = saved
+
+
+def compose_settings(overrides, config_name: str, extra=()) -> DictConfig:
+    """A protocol's config (``finetune`` or ``zeroshot``) with Hydra ``overrides``."""
+    cfg = compose_config(config_name, [*extra, *overrides])
     OmegaConf.set_struct(cfg, False)
     cfg.pop("hydra", None)
     return cfg

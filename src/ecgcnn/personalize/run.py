@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ecgcnn.atomic import write_json
+from ecgcnn.data.annotations import class_symbols, write_annotations
 from ecgcnn.data.beats import AAMI_MAP, CLASSES, BeatSet, extract_beats
 from ecgcnn.data.io import Record
 from ecgcnn.data.preprocess import resample_samples
@@ -71,21 +72,6 @@ def beats_at_kit_rate(rec: Record, data_cfg) -> tuple[BeatSet, np.ndarray]:
     if (idx >= len(own)).any() or (at_kit[np.minimum(idx, len(own) - 1)] != beats.sample).any():
         raise EcgError(f"{rec.name}: beat positions do not map back to the record's samples")
     return beats, own[idx]
-
-
-def _write_annotations(out_dir: Path, name: str, samples: np.ndarray, symbols, fs: float,
-                       annotator: str) -> Path:
-    try:
-        from ecgcnn.data.annotations import write_annotations
-    except ImportError:  # until ecgcnn.data.annotations lands: wfdb's own writer
-        import wfdb
-
-        def write_annotations(out_dir, record_name, samples, symbols, fs, annotator):
-            wfdb.wrann(record_name, annotator, np.asarray(samples, np.int64),
-                       symbol=[str(s) for s in symbols], fs=fs, write_dir=str(out_dir))
-            return Path(out_dir) / f"{record_name}.{annotator}"
-    path = write_annotations(out_dir, name, samples, list(symbols), fs, annotator=annotator)
-    return Path(path) if path else Path(out_dir) / f"{name}.{annotator}"
 
 
 def _patient_specific(kit: Kit, cfg, beats: BeatSet, name: str, out_dir: Path):
@@ -182,8 +168,8 @@ def personalize_record(cfg, out_dir) -> dict:
         pred, scored, info = _patient_specific(kit, cfg, beats, rec.name, out_dir)
     else:
         pred, scored, info = _zero_shot(kit, cfg, beats, rec.name, out_dir)
-    ann = _write_annotations(out_dir, rec.name, own_samples, [CLASSES[i] for i in pred],
-                             rec.fs, cfg.annotator)
+    ann = write_annotations(out_dir, rec.name, own_samples, class_symbols(pred), rec.fs,
+                            annotator=cfg.annotator)
     result = {"record": rec.name, "path": str(cfg.record), "mode": cfg.mode, "fs": rec.fs,
               "kit": str(kit.root), "kit_fs": kit.fs, "lead": rec.leads[0],
               "minutes": float(cfg.minutes), "beats": len(beats),
