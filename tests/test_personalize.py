@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from ecgcnn.config import KitConfig, PersonalizeConfig
 from ecgcnn.errors import EcgError
+from ecgcnn.models.shipped import default_checkpoint
 from ecgcnn.personalize.kit import MANIFEST, build_kit, load_kit
 from ecgcnn.personalize.run import personalize_record
 
@@ -66,9 +67,11 @@ def test_kit_manifest_and_load(kit):
     man = json.loads((kit / MANIFEST).read_text())
     assert man["kit_format"] == 1 and man["fs"] == 360.0 and man["views"] == ["none", "add"]
     assert set(man["sha256"]) == {"common_beats.npz", "abs_library.npz", "common_none.pt",
-                                  "common_add.pt"}
-    assert man["records"]["library"] == REFS and man["generic"] is None
+                                  "common_add.pt", "generic.pt"}
+    assert man["records"]["library"] == REFS and man["generic"] == "generic.pt"
+    assert man["generic_source"] == "shipped"
     k = load_kit(kit)
+    assert k.generic.read_bytes() == default_checkpoint().read_bytes()
     assert k.common.counts() == {"N": 20, "S": 0, "V": 6, "F": 0, "Q": 0}  # as drawn
     assert set(k.library.record.tolist()) <= set(REFS) and len(k.library) > 0
     assert k.patient_specific.trainer.max_epochs == 2  # settings kept, not the defaults

@@ -451,7 +451,7 @@ class KitConfig:
 
     out: str = MISSING  # the kit directory (new or empty)
     reference: str | None = None  # reference database (WFDB folder); None: data.root's default
-    generic: str | None = None  # a generic model checkpoint, copied as generic.pt
+    generic: str | None = None  # generic model copied as generic.pt; None: the shipped one
     common_epochs: int = 12  # epochs of each view's common model (as the benchmark)
     workers: int = 2  # processes (beat preparation, the views' common models)
     # Hydra overrides of configs/finetune.yaml and configs/zeroshot.yaml: the settings the

@@ -9,7 +9,8 @@
 - ``abs_library.npz``: the ABS filter library of the zero-shot method, fitted on every library
   record with each filter's source record (so a reference patient is personalized
   leave-one-out: :func:`ecgcnn.personalize.zero_shot.person_library` drops their filters),
-- ``generic.pt`` (optional): a generic model copied from a path given at build time,
+- ``generic.pt``: the generic model for recordings without labelled minutes: the shipped
+  inter-patient model (``ecgcnn.models.shipped``) unless another path is given at build time,
 - ``kit.json``: ecgcnn version, kit format version, the resolved patient-specific and zero-shot
   settings the files were made with, the record lists and the sha256 of every file.
 
@@ -182,20 +183,20 @@ def build_kit(cfg, log=print) -> Path:
     write_npz_atomic(out / "abs_library.npz", **{f.name: getattr(lib, f.name)
                                                   for f in fields(FilterLibrary)})
     files = ["common_beats.npz", "abs_library.npz", *[f"{n}.pt" for n in names]]
-    if cfg.generic:
-        src = Path(cfg.generic)
-        from ecgcnn.training.checkpoint import load_checkpoint
+    from ecgcnn.models.shipped import default_checkpoint
+    from ecgcnn.training.checkpoint import load_checkpoint
 
-        load_checkpoint(src)  # a generic model that does not load is refused at build time
-        shutil.copyfile(src, out / "generic.pt")
-        files.append("generic.pt")
+    src = Path(cfg.generic) if cfg.generic else default_checkpoint()
+    load_checkpoint(src)  # a generic model that does not load is refused at build time
+    shutil.copyfile(src, out / "generic.pt")
+    files.append("generic.pt")
     manifest = {
         "ecgcnn_version": ecgcnn_version(), "kit_format": KIT_FORMAT,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fs": float(ps.data.fs), "leads": [str(x) for x in ps.data.leads],
         "views": views, "prepared": prepared,
         "common_models": [f"{n}.pt" for n in names],
-        "generic": "generic.pt" if cfg.generic else None,
+        "generic": "generic.pt", "generic_source": str(cfg.generic or "shipped"),
         "records": {"reference": records, "common": [str(r) for r in split.common_records],
                     "library": lib_records},
         "library_filters": lib.counts(), "common_counts": common.counts(),
