@@ -134,6 +134,6 @@ def test_fresh_install_analyzes_with_the_shipped_model(mitdb, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    sample, symbol, fs = annotations(out / "100.ecgcnn")
+    sample, _, fs = annotations(out / "100.ecgcnn")
     assert fs == 360 and len(sample) == summary["beats_classified"] > 2000  # 100: 2273 beats
     assert "global_v1.pt" in json.dumps(summary)
