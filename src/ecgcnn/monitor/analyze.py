@@ -28,7 +28,7 @@ from ecgcnn.data.preprocess import resample, to_model_rate, to_record_rate
 from ecgcnn.data.records import load_record
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
-from ecgcnn.monitor.models import averaged, load_classifier, resolve_checkpoint
+from ecgcnn.monitor.models import load_models
 from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.stream import BeatStream, replay
 
@@ -78,7 +78,6 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     """
     import torch
 
-    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     if cfg.num_threads < 1:
         raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")
@@ -90,16 +89,7 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     t0 = time.perf_counter()
     zeroshot = None  # a zero-shot checkpoint's input settings
     if classifier is None:
-        path = resolve_checkpoint(cfg.checkpoint)
-        classifier, ck, classes = load_classifier(path, cfg.engine)
-        data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
-        zeroshot = ck.get("zeroshot")
-        if cfg.also and zeroshot:
-            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
-                           "patient-specific views only (monitor one zero-shot model)")
-        if cfg.also:
-            classifier, data_cfg = averaged(_as_monitor(cfg, path), classifier, data_cfg,
-                                            classes)
+        classifier, data_cfg, classes, zeroshot, path = load_models(cfg)
     elif data_cfg is None or classes is None:
         raise EcgError("analyze: a classifier callable needs its data_cfg and classes")
     else:
@@ -168,11 +158,3 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     summary["seconds"]["total"] = round(time.perf_counter() - t0, 3)
     write_json(out_dir / "summary.json", summary)
     return summary
-
-
-def _as_monitor(cfg: DictConfig, path: Path) -> DictConfig:
-    """The fields :func:`~ecgcnn.monitor.models.averaged` reads, under the monitor's names."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.create({"checkpoint": str(path), "also": list(cfg.also),
-                             "engine": cfg.engine, "data": cfg.data})

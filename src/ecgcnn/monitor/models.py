@@ -116,3 +116,29 @@ def averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes
         return sum(clf(np.ascontiguousarray(x[:, ch]), rr) for clf, ch in cuts) / len(cuts)
 
     return classify, view_data(first_data, prepared)
+
+
+def load_models(cfg: DictConfig):
+    """``cfg.checkpoint`` (the shipped model when None) and its ``cfg.also`` views as one
+    classifier, for the monitor and ``ecgcnn-analyze`` alike.
+
+    Returns
+    -------
+    ``(classifier, data settings, class names, zero-shot input settings or None, path)``
+    """
+    from omegaconf import OmegaConf
+
+    from ecgcnn.training.checkpoint import checkpoint_data_config
+
+    path = resolve_checkpoint(cfg.checkpoint)
+    classifier, ck, classes = load_classifier(path, cfg.engine)
+    data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
+    zeroshot = ck.get("zeroshot")
+    if cfg.also and zeroshot:
+        raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
+                       "patient-specific views only (monitor one zero-shot model)")
+    if cfg.also:
+        views = OmegaConf.create({"checkpoint": str(path), "also": list(cfg.also),
+                                  "engine": cfg.engine, "data": cfg.data})
+        classifier, data_cfg = averaged(views, classifier, data_cfg, classes)
+    return classifier, data_cfg, classes, zeroshot, path

@@ -15,7 +15,7 @@ from ecgcnn.data.beats import CLASSES
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
 from ecgcnn.monitor.inputs import load_input
-from ecgcnn.monitor.models import averaged, load_classifier, resolve_checkpoint
+from ecgcnn.monitor.models import load_models
 from ecgcnn.monitor.quality import QualityStage, shutdown_spans, shutdown_summary
 from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.stream import BeatStream, Classifier, replay
@@ -58,7 +58,6 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     """
     import torch
 
-    from ecgcnn.training.checkpoint import checkpoint_data_config
 
     out_dir = Path(out_dir)
     if cfg.num_threads < 1:
@@ -66,15 +65,7 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     torch.set_num_threads(int(cfg.num_threads))
     zeroshot = None  # a zero-shot checkpoint's input settings
     if classifier is None:
-        path = resolve_checkpoint(cfg.checkpoint)
-        classifier, ck, classes = load_classifier(path, cfg.engine)
-        data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
-        zeroshot = ck.get("zeroshot")
-        if cfg.also and zeroshot:
-            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
-                           "patient-specific views only (monitor one zero-shot model)")
-        if cfg.also:
-            classifier, data_cfg = averaged(cfg, classifier, data_cfg, classes)
+        classifier, data_cfg, classes, zeroshot, _ = load_models(cfg)
     elif data_cfg is None:
         raise EcgError("monitor: a classifier callable needs its data_cfg")
     classes = list(classes or CLASSES)
