@@ -54,8 +54,17 @@ def build(root: Path, records: list[str], out: Path) -> tuple[np.ndarray, list[s
         off += rec.sig_len
     d = np.concatenate(sig)[:, None]
     # the MIT-BIH format and scale (212, 200 adu/mV, baseline 1024), so no sample changes
-    wfdb.wrsamp("holter", fs=FS, units=["mV"], sig_name=["MLII"], d_signal=d, fmt=["212"],
-                adc_gain=[200.0], baseline=[1024], write_dir=str(out))
+    wfdb.wrsamp(
+        "holter",
+        fs=FS,
+        units=["mV"],
+        sig_name=["MLII"],
+        d_signal=d,
+        fmt=["212"],
+        adc_gain=[200.0],
+        baseline=[1024],
+        write_dir=str(out),
+    )
     samples = np.concatenate(smp)
     wfdb.wrann("holter", "atr", samples, symbol=sym, write_dir=str(out))
     return samples, sym
@@ -69,9 +78,16 @@ def patient_model(root: str, patient: str, epochs: int, out: Path) -> Path:
     from ecgcnn.personalize.patient_specific import finetune_patient
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="finetune", overrides=[
-            f"record={patient}", "report=false", f"trainer.max_epochs={epochs}",
-            f"data.root={root}", "views=[none]"])
+        cfg = compose(
+            config_name="finetune",
+            overrides=[
+                f"record={patient}",
+                "report=false",
+                f"trainer.max_epochs={epochs}",
+                f"data.root={root}",
+                "views=[none]",
+            ],
+        )
     finetune_patient(cfg, out)
     return out / "model.pt"
 
@@ -95,8 +111,13 @@ def main() -> None:
     t = time.perf_counter()
     ref, _ = build(root, records, work)
     print(f"built {len(records)} records in {time.perf_counter() - t:.1f} s: {work / 'holter'}")
-    ck = Path(args.checkpoint) if args.checkpoint else patient_model(
-        str(root), args.patient, 1 if args.quick else args.epochs, work / "model")
+    ck = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else patient_model(
+            str(root), args.patient, 1 if args.quick else args.epochs, work / "model"
+        )
+    )
 
     t = time.perf_counter()
     rec = wfdb.rdrecord(str(work / "holter"))
@@ -104,23 +125,42 @@ def main() -> None:
     hours = rec.sig_len / FS / 3600
     del rec
     out = work / "analyze"
-    cmd = [sys.executable, "-m", "ecgcnn.apps.analyze", f"checkpoint={ck}",
-           f"record={work / 'holter'}", f"num_threads={args.threads}", "report=true",
-           f"hydra.run.dir={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ecgcnn.apps.analyze",
+        f"checkpoint={ck}",
+        f"record={work / 'holter'}",
+        f"num_threads={args.threads}",
+        "report=true",
+        f"hydra.run.dir={out}",
+    ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall_s = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     s = json.loads((out / "summary.json").read_text())
     q = s["score"]["qrs"]["whole"]
-    print(f"read (wfdb.rdrecord) {read_s:.2f} s; ecgcnn-analyze {wall_s:.1f} s "
-          f"(inside: {s['seconds']}); {hours:.2f} h, {s['beats_classified']} beats "
-          f"{s['class_counts']}; QRS Se {100 * q['se']:.3f}% +P {100 * q['ppv']:.3f}% "
-          f"({len(ref)} reference beats); peak RSS {rss:.0f} MB")
-    print(json.dumps({"wall_s": round(wall_s, 2), "read_s": round(read_s, 3),
-                      "ratio": round(wall_s / read_s, 1), "beats": s["beats_classified"],
-                      "qrs_se": round(q["se"], 5), "qrs_ppv": round(q["ppv"], 5),
-                      "peak_rss_mb": round(rss, 1), "hours": round(hours, 2)}))
+    print(
+        f"read (wfdb.rdrecord) {read_s:.2f} s; ecgcnn-analyze {wall_s:.1f} s "
+        f"(inside: {s['seconds']}); {hours:.2f} h, {s['beats_classified']} beats "
+        f"{s['class_counts']}; QRS Se {100 * q['se']:.3f}% +P {100 * q['ppv']:.3f}% "
+        f"({len(ref)} reference beats); peak RSS {rss:.0f} MB"
+    )
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall_s, 2),
+                "read_s": round(read_s, 3),
+                "ratio": round(wall_s / read_s, 1),
+                "beats": s["beats_classified"],
+                "qrs_se": round(q["se"], 5),
+                "qrs_ppv": round(q["ppv"], 5),
+                "peak_rss_mb": round(rss, 1),
+                "hours": round(hours, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -74,11 +74,19 @@ def train_ds1(epochs: int, out: Path) -> tuple[float, Path]:
     """Train the default config on DS1 for ``epochs``; seconds per epoch and best.pt."""
     from ecgcnn.training.train import train
 
-    cfg = compose_train(["split=inter_patient", "trainer.progress=false",
-                         f"trainer.max_epochs={epochs}", f"data.root={data_root()}"])
+    cfg = compose_train(
+        [
+            "split=inter_patient",
+            "trainer.progress=false",
+            f"trainer.max_epochs={epochs}",
+            f"data.root={data_root()}",
+        ]
+    )
     summary = train(cfg, out)
-    print(f"DS1 training: {summary['train_beats']:,} beats, {summary['epochs_run']} epochs, "
-          f"{summary['seconds_per_epoch']} s/epoch (train + validation, {THREADS} threads)")
+    print(
+        f"DS1 training: {summary['train_beats']:,} beats, {summary['epochs_run']} epochs, "
+        f"{summary['seconds_per_epoch']} s/epoch (train + validation, {THREADS} threads)"
+    )
     return float(summary["seconds_per_epoch"]), out / "best.pt"
 
 
@@ -92,8 +100,11 @@ def real_beats(n: int) -> tuple[torch.Tensor, torch.Tensor, str] | None:
     cfg = compose_train([f"data.root={root}"]).data
     beats = load_beats(cfg, records=list(cfg.records)).all()
     k = min(n, len(beats))
-    return (torch.from_numpy(beats.x[:k]).float(), torch.from_numpy(beats.rr[:k]).float(),
-            f"{k:,} real MIT-BIH beats")
+    return (
+        torch.from_numpy(beats.x[:k]).float(),
+        torch.from_numpy(beats.rr[:k]).float(),
+        f"{k:,} real MIT-BIH beats",
+    )
 
 
 def default_model() -> CNN1D:
@@ -117,9 +128,18 @@ def conv_as_matmul(model: CNN1D) -> Callable:
     w2 = c2.weight.detach().reshape(c2.out_channels, -1).t().contiguous()
     t2 = model.length // p1 // p2
     # the flatten order becomes (t, c) instead of (c, t): permute fc1's input columns to match
-    wf = l1.weight.detach()[:, :c2.out_channels * t2].reshape(-1, c2.out_channels, t2)
-    wfc = torch.cat([wf.permute(0, 2, 1).reshape(l1.out_features, -1),
-                     l1.weight.detach()[:, c2.out_channels * t2:]], 1).t().contiguous()
+    wf = l1.weight.detach()[:, : c2.out_channels * t2].reshape(-1, c2.out_channels, t2)
+    wfc = (
+        torch.cat(
+            [
+                wf.permute(0, 2, 1).reshape(l1.out_features, -1),
+                l1.weight.detach()[:, c2.out_channels * t2 :],
+            ],
+            1,
+        )
+        .t()
+        .contiguous()
+    )
 
     def run(x, rr):
         b = x.shape[0]
@@ -162,8 +182,9 @@ def onnx_runner(path: Path, threads: int):
 
 def chunked(fn, size: int) -> Callable:
     """``fn`` over slices of ``size`` beats (same model, same batch handed in)."""
-    return lambda x, rr: torch.cat([fn(x[i:i + size], rr[i:i + size])
-                                    for i in range(0, len(x), size)])
+    return lambda x, rr: torch.cat(
+        [fn(x[i : i + size], rr[i : i + size]) for i in range(0, len(x), size)]
+    )
 
 
 def half(module, dtype):
@@ -190,7 +211,10 @@ def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
     if kernels is not None:
         for chunk in (1024, 2048):
             c[f"GEMM runtime, native kernels, chunk {chunk}"] = (
-                GemmCNN1D(fused, chunk, native=True), 4096, inf)
+                GemmCNN1D(fused, chunk, native=True),
+                4096,
+                inf,
+            )
     c |= {
         "TorchScript frozen": (torchscript(model, x, False), 4096, inf),
         "TorchScript frozen + optimize_for_inference": (torchscript(model, x, True), 4096, inf),
@@ -203,8 +227,11 @@ def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
     _export_plain_onnx(model, plain_onnx)
     c["ONNX Runtime plain, 2 threads"] = (onnx_runner(plain_onnx, 2), 4096, no_grad)
     for threads in (1, 2):
-        c[f"ONNX Runtime fused, {threads} thread(s)"] = (onnx_runner(onnx_path, threads), 4096,
-                                                        no_grad)
+        c[f"ONNX Runtime fused, {threads} thread(s)"] = (
+            onnx_runner(onnx_path, threads),
+            4096,
+            no_grad,
+        )
     c["ONNX Runtime fused, 2 threads, batch 16384"] = (onnx_runner(onnx_path, 2), 16384, no_grad)
     if not quick:  # compiling takes ~40 s on 2 busy cores
         fn = compiled(model, x, rr)
@@ -217,15 +244,18 @@ def _export_plain_onnx(model: CNN1D, path: Path) -> None:
     """The unfused CNN1D as ONNX (to separate what ORT gains from what the fusion gains)."""
     from ecgcnn.export.exporters import export_onnx
 
-    meta = {"classes": list("NSVFQ"), "model_args": model.model_args,
-            "input_shape": [model.in_channels, model.length]}
+    meta = {
+        "classes": list("NSVFQ"),
+        "model_args": model.model_args,
+        "input_shape": [model.in_channels, model.length],
+    }
     export_onnx(model, meta, path)
 
 
 # ----------------------------------------------------------------------------- timing
 def run_all(fn, x, rr, bs: int, ctx) -> torch.Tensor:
     with ctx():
-        out = [fn(x[i:i + bs], rr[i:i + bs]) for i in range(0, len(x), bs)]
+        out = [fn(x[i : i + bs], rr[i : i + bs]) for i in range(0, len(x), bs)]
     return torch.cat([o if isinstance(o, torch.Tensor) else torch.from_numpy(o) for o in out])
 
 
@@ -238,9 +268,15 @@ def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
             run_all(fn, x, rr, bs, ctx)
         diff = (out.float() - ref).abs().max().item()
         agree = (out.argmax(1) == ref.argmax(1)).float().mean().item()
-        res[name] = {"batch": bs, "max_logit_diff": diff, "argmax_agreement": agree,
-                     "verified": agree == 1.0 and diff <= TOL, "times": [], "cpu": [],
-                     "faults": []}
+        res[name] = {
+            "batch": bs,
+            "max_logit_diff": diff,
+            "argmax_agreement": agree,
+            "verified": agree == 1.0 and diff <= TOL,
+            "times": [],
+            "cpu": [],
+            "faults": [],
+        }
     for _ in range(repeats):
         for name, (fn, bs, ctx) in cands.items():
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -263,8 +299,9 @@ def measure(cands: dict, x, rr, warmup: int, repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="16k random beats, 3 repeats, no training")
-    ap.add_argument("--beats", type=int, default=None,
-                    help="beats per pass (default 24 x 4096; --quick: 16k)")
+    ap.add_argument(
+        "--beats", type=int, default=None, help="beats per pass (default 24 x 4096; --quick: 16k)"
+    )
     ap.add_argument("--repeats", type=int, default=None, help="default 5 (--quick: 3)")
     ap.add_argument("--epochs", type=int, default=2, help="DS1 training epochs timed (0: skip)")
     ap.add_argument("--checkpoint", type=Path, help="benchmark this model (default: trained here)")
@@ -286,8 +323,10 @@ def main(argv=None) -> int:
 
         model = default_model()
         ckpt = tmp / "random.pt"
-        save_checkpoint({"model": model.state_dict(), "model_args": model.model_args,
-                         "classes": list("NSVFQ")}, ckpt)
+        save_checkpoint(
+            {"model": model.state_dict(), "model_args": model.model_args, "classes": list("NSVFQ")},
+            ckpt,
+        )
         print("model: kiranyaz2016 with random weights")
     else:
         from ecgcnn.training.checkpoint import load_model
@@ -298,34 +337,49 @@ def main(argv=None) -> int:
     data = None if args.quick else real_beats(args.beats)
     if data is None:
         g = torch.Generator().manual_seed(0)
-        data = (torch.randn(args.beats, 2, 128, generator=g),
-                torch.rand(args.beats, model.n_rr, generator=g) + 0.5,
-                f"{args.beats:,} random beats")
+        data = (
+            torch.randn(args.beats, 2, 128, generator=g),
+            torch.rand(args.beats, model.n_rr, generator=g) + 0.5,
+            f"{args.beats:,} random beats",
+        )
     x, rr, what = data
-    print(f"inputs: {what}; {THREADS} threads; {args.repeats} rounds after warm-up; "
-          f"torch {torch.__version__}")
+    print(
+        f"inputs: {what}; {THREADS} threads; {args.repeats} rounds after warm-up; "
+        f"torch {torch.__version__}"
+    )
 
     cands = candidates(model, ckpt, x, rr, tmp, args.quick)
     res = measure(cands, x, rr, warmup=2, repeats=args.repeats)
     base = res["baseline: eager, no_grad"]["beats_per_s"]
     base_cpu = res["baseline: eager, no_grad"]["beats_per_cpu_s"]
-    print(f"\n{'runtime':44s} {'batch':>6s} {'beats/s':>8s} {'min-max':>15s} {'x base':>6s} "
-          f"{'beats/cpu-s':>11s} {'x base':>6s} {'faults/beat':>11s} {'max|dlogit|':>11s} "
-          f"{'argmax=':>8s}  ok")
+    print(
+        f"\n{'runtime':44s} {'batch':>6s} {'beats/s':>8s} {'min-max':>15s} {'x base':>6s} "
+        f"{'beats/cpu-s':>11s} {'x base':>6s} {'faults/beat':>11s} {'max|dlogit|':>11s} "
+        f"{'argmax=':>8s}  ok"
+    )
     for name, r in sorted(res.items(), key=lambda kv: -kv[1]["beats_per_s"]):
         lo, hi = r["range"]
-        print(f"{name:44s} {r['batch']:6d} {r['beats_per_s']:8.0f} {lo:7.0f}-{hi:<7.0f} "
-              f"{r['beats_per_s'] / base:6.2f} {r['beats_per_cpu_s']:11.0f} "
-              f"{r['beats_per_cpu_s'] / base_cpu:6.2f} {r['faults_per_beat']:11.2f} "
-              f"{r['max_logit_diff']:11.2e} "
-              f"{100 * r['argmax_agreement']:7.3f}%  {'yes' if r['verified'] else 'NO'}")
-    best_name, best = max(((n, r) for n, r in res.items() if r["verified"]),
-                          key=lambda nr: nr[1]["beats_per_s"])
+        print(
+            f"{name:44s} {r['batch']:6d} {r['beats_per_s']:8.0f} {lo:7.0f}-{hi:<7.0f} "
+            f"{r['beats_per_s'] / base:6.2f} {r['beats_per_cpu_s']:11.0f} "
+            f"{r['beats_per_cpu_s'] / base_cpu:6.2f} {r['faults_per_beat']:11.2f} "
+            f"{r['max_logit_diff']:11.2e} "
+            f"{100 * r['argmax_agreement']:7.3f}%  {'yes' if r['verified'] else 'NO'}"
+        )
+    best_name, best = max(
+        ((n, r) for n, r in res.items() if r["verified"]), key=lambda nr: nr[1]["beats_per_s"]
+    )
     print(f"\nbest verified runtime: {best_name} (batch {best['batch']})")
-    print(json.dumps({"beats_per_s": round(best["beats_per_s"]),
-                      "baseline_beats_per_s": round(base),
-                      "speedup": round(best["beats_per_s"] / base, 2),
-                      "ds1_epoch_s": epoch_s}))
+    print(
+        json.dumps(
+            {
+                "beats_per_s": round(best["beats_per_s"]),
+                "baseline_beats_per_s": round(base),
+                "speedup": round(best["beats_per_s"] / base, 2),
+                "ds1_epoch_s": epoch_s,
+            }
+        )
+    )
     return 0
 
 

@@ -84,9 +84,17 @@ def quick_model(out: Path, record: str, root: str) -> Path:
 
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        ft = compose("finetune", [f"record={record}", "trainer.max_epochs=3", "report=false",
-                                  f"data.root={root}", f"data.cache_dir={out / 'cache'}",
-                                  "views=[none]"])
+        ft = compose(
+            "finetune",
+            [
+                f"record={record}",
+                "trainer.max_epochs=3",
+                "report=false",
+                f"data.root={root}",
+                f"data.cache_dir={out / 'cache'}",
+                "views=[none]",
+            ],
+        )
     finetune_patient(ft, out / "model")
     return out / "model" / "model.pt"
 
@@ -114,8 +122,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
     ck = args.checkpoint or quick_model(tmp, args.record, root)
-    over = [f"checkpoint={ck}", f"record={args.record}", f"data.root={root}",
-            f"speed={args.speed:g}", f"port={args.port}"]
+    over = [
+        f"checkpoint={ck}",
+        f"record={args.record}",
+        f"data.root={root}",
+        f"speed={args.speed:g}",
+        f"port={args.port}",
+    ]
     if args.refresh_ms:
         over.append(f"refresh_ms={args.refresh_ms}")
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
@@ -139,16 +152,23 @@ def main() -> None:
                 before = feed.n / feed.fs
                 shown = shown_time(drv)
                 after = feed.n / feed.fs
-                rows.append((time.perf_counter() - t0, (before + after) / 2, shown,
-                             (after - before) / 2))
+                rows.append(
+                    (time.perf_counter() - t0, (before + after) / 2, shown, (after - before) / 2)
+                )
                 time.sleep(args.every)
             wall = time.perf_counter() - t0
             hz = os.sysconf("SC_CLK_TCK")
             m1, br1 = _machine_busy(), _ticks(_descendants(root))
-            res.update(rows=rows, wall=wall, me=100 * (time.process_time() - me0) / wall,
-                       browser=100 * _used(br0, br1) / hz / wall,
-                       machine=100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]), n=len(br1),
-                       beats=feed.n_beats, alarms=len(feed.alarms))
+            res.update(
+                rows=rows,
+                wall=wall,
+                me=100 * (time.process_time() - me0) / wall,
+                browser=100 * _used(br0, br1) / hz / wall,
+                machine=100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
+                n=len(br1),
+                beats=feed.n_beats,
+                alarms=len(feed.alarms),
+            )
             if args.screenshot:
                 drv.save_screenshot(args.screenshot)
         except Exception as exc:  # noqa: BLE001 (reported by the main thread)
@@ -172,26 +192,40 @@ def main() -> None:
     first, last = lag[rows[:, 0] < min(10, seconds / 3)], lag[rows[:, 0] > seconds - 10]
     shown_rate = np.polyfit(rows[:, 0], rows[:, 2], 1)[0]
     ncpu = os.cpu_count()
-    print(f"record {args.record} at {args.speed:g}x for {res['wall']:.1f} s wall, "
-          f"{len(rows)} samples of the page; page refresh {cfg.refresh_ms} ms, chunk "
-          f"{cfg.chunk_s} s; {res['beats']} beats, {res['alarms']} alarms; {ncpu} CPUs")
-    print(f"displayed time advances at {shown_rate:.2f} s per wall second "
-          f"(stream: {args.speed:g})")
-    print(f"lag (stream - displayed, s): p50 {np.percentile(lag, 50):.3f}  p95 "
-          f"{np.percentile(lag, 95):.3f}  max {lag.max():.3f}; mean in the first 10 s "
-          f"{first.mean():.3f}, in the last 10 s {last.mean():.3f}; each read +- "
-          f"{np.median(spread):.3f} s (median; stream time moved while the browser answered)")
-    print(f"CPU (% of one core): monitor + server {res['me']:.0f}, browser ({res['n']} "
-          f"processes) {res['browser']:.0f}; whole machine busy {res['machine']:.0f}% of "
-          f"{ncpu} cores")
-    print(json.dumps({"speed": args.speed, "lag_s_p95": round(float(np.percentile(lag, 95)), 3),
-                      "cpu_percent": round(res["me"], 1),
-                      "browser_cpu_percent": round(res["browser"], 1),
-                      "lag_s_p50": round(float(np.percentile(lag, 50)), 3),
-                      "lag_s_max": round(float(lag.max()), 3),
-                      "lag_s_last10_mean": round(float(last.mean()), 3),
-                      "shown_rate": round(float(shown_rate), 3), "wall_s": round(res["wall"], 1),
-                      "record": args.record, "refresh_ms": cfg.refresh_ms}))
+    print(
+        f"record {args.record} at {args.speed:g}x for {res['wall']:.1f} s wall, "
+        f"{len(rows)} samples of the page; page refresh {cfg.refresh_ms} ms, chunk "
+        f"{cfg.chunk_s} s; {res['beats']} beats, {res['alarms']} alarms; {ncpu} CPUs"
+    )
+    print(f"displayed time advances at {shown_rate:.2f} s per wall second (stream: {args.speed:g})")
+    print(
+        f"lag (stream - displayed, s): p50 {np.percentile(lag, 50):.3f}  p95 "
+        f"{np.percentile(lag, 95):.3f}  max {lag.max():.3f}; mean in the first 10 s "
+        f"{first.mean():.3f}, in the last 10 s {last.mean():.3f}; each read +- "
+        f"{np.median(spread):.3f} s (median; stream time moved while the browser answered)"
+    )
+    print(
+        f"CPU (% of one core): monitor + server {res['me']:.0f}, browser ({res['n']} "
+        f"processes) {res['browser']:.0f}; whole machine busy {res['machine']:.0f}% of "
+        f"{ncpu} cores"
+    )
+    print(
+        json.dumps(
+            {
+                "speed": args.speed,
+                "lag_s_p95": round(float(np.percentile(lag, 95)), 3),
+                "cpu_percent": round(res["me"], 1),
+                "browser_cpu_percent": round(res["browser"], 1),
+                "lag_s_p50": round(float(np.percentile(lag, 50)), 3),
+                "lag_s_max": round(float(lag.max()), 3),
+                "lag_s_last10_mean": round(float(last.mean()), 3),
+                "shown_rate": round(float(shown_rate), 3),
+                "wall_s": round(res["wall"], 1),
+                "record": args.record,
+                "refresh_ms": cfg.refresh_ms,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

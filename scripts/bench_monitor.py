@@ -80,7 +80,7 @@ def events_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fmt(b: dict) -> str:
-    f = (lambda v: "  n/a" if v is None else f"{100 * v:5.1f}")
+    f = lambda v: "  n/a" if v is None else f"{100 * v:5.1f}"
     return f"Se {f(b['Se'])} +P {f(b['PPV'])} Spe {f(b['Spe'])} Acc {f(b['Acc'])}"
 
 
@@ -97,8 +97,9 @@ def run(args) -> dict:
     data = view_data(ft0.data, prepared_template(list(ft0.views)))
     beats = load_beats(data, records=sorted(set(records) | set(common_recs))).beats
     files = [f for _, f in view_files(list(ft0.views), int(ft0.ensemble))]
-    common = draw_common_set(beats, common_recs, dict(ft0.split.common_counts),
-                             ft0.split.common_seed)
+    common = draw_common_set(
+        beats, common_recs, dict(ft0.split.common_counts), ft0.split.common_seed
+    )
     print(f"beats loaded in {time.perf_counter() - t0:.1f} s")
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_monitor_"))
     start = round(ft0.split.minutes * 60 * ft0.data.fs)
@@ -107,8 +108,10 @@ def run(args) -> dict:
     qrs = {k: np.zeros(3, np.int64) for k in ("whole", "ec57_no_vf")}
     dur = sec = cpu = 0.0
     p99s, p50s, rtf = [], [], []
-    print(f"{'rec':>4} | (a) annotated VEB Se/+P | (b) streamed VEB Se/+P | QRS Se/+P | "
-          f"x real time | p99 ms")
+    print(
+        f"{'rec':>4} | (a) annotated VEB Se/+P | (b) streamed VEB Se/+P | QRS Se/+P | "
+        f"x real time | p99 ms"
+    )
     for rec in records:
         ft = compose("finetune", base + [f"record={rec}"])
         done = out / rec / "metrics.json"
@@ -126,8 +129,9 @@ def run(args) -> dict:
         smp, cls = events_beats(out / rec / "monitor" / "events.jsonl")
         r = read_record(root, rec)
         excl = common.sample[common.record == rec]
-        sc = score_stream(r.ann_samples, r.ann_symbols, smp, smp, cls, r.fs, start=start,
-                          exclude=excl)["classification"]
+        sc = score_stream(
+            r.ann_samples, r.ann_symbols, smp, smp, cls, r.fs, start=start, exclude=excl
+        )["classification"]
         cm_b += np.asarray(sc["confusion"])
         p = s["processing"]
         dur, sec, cpu = dur + s["duration_s"], sec + p["seconds"], cpu + p["cpu_seconds"]
@@ -135,46 +139,73 @@ def run(args) -> dict:
         p50s.append(s["latency_ms"]["p50"])
         rtf.append(p["realtime_factor"])
         va, vb, q = m["VEB"], sc["VEB"], s["score"]["qrs"]["whole"]
-        f = (lambda v: "  n/a" if v is None else f"{100 * v:5.1f}")
-        print(f"{rec:>4} | {f(va['Se'])} {f(va['PPV'])}             | {f(vb['Se'])} "
-              f"{f(vb['PPV'])}            | {100 * q['se']:6.2f} {100 * q['ppv']:6.2f} | "
-              f"{p['realtime_factor']:7.0f} | {s['latency_ms']['p99']:6.2f}", flush=True)
+        f = lambda v: "  n/a" if v is None else f"{100 * v:5.1f}"
+        print(
+            f"{rec:>4} | {f(va['Se'])} {f(va['PPV'])}             | {f(vb['Se'])} "
+            f"{f(vb['PPV'])}            | {100 * q['se']:6.2f} {100 * q['ppv']:6.2f} | "
+            f"{p['realtime_factor']:7.0f} | {s['latency_ms']['p99']:6.2f}",
+            flush=True,
+        )
 
     a, b = veb_sveb(cm_a), veb_sveb(cm_b)
     print(f"\n{len(records)} records, gross, beats after minute {ft0.split.minutes:g}:")
     for k in ("VEB", "SVEB"):
         print(f"  {k:<4} (a) annotated beats  {fmt(a[k])}")
         print(f"  {k:<4} (b) streamed monitor {fmt(b[k])}")
-    diff = {k: {m_: (None if a[k][m_] is None or b[k][m_] is None else
-                     round(100 * (b[k][m_] - a[k][m_]), 2)) for m_ in ("Se", "PPV")}
-            for k in ("VEB", "SVEB")}
+    diff = {
+        k: {
+            m_: (
+                None
+                if a[k][m_] is None or b[k][m_] is None
+                else round(100 * (b[k][m_] - a[k][m_]), 2)
+            )
+            for m_ in ("Se", "PPV")
+        }
+        for k in ("VEB", "SVEB")
+    }
     print(f"  difference (b) - (a), points: {diff}")
     se = lambda t: t[0] / (t[0] + t[1])
     ppv = lambda t: t[0] / (t[0] + t[2])
     for k, t in qrs.items():
-        print(f"QRS {k}: TP {t[0]} FN {t[1]} FP {t[2]}  Se {100 * se(t):.3f}% "
-              f"+P {100 * ppv(t):.3f}%")
-    print(f"speed: {dur / sec:.0f}x real time (wall, all records), {dur / cpu:.0f}x (CPU "
-          f"time); per record wall min {min(rtf):.0f}x median {np.median(rtf):.0f}x")
-    print(f"latency per beat (ms): p50 median {np.median(p50s):.2f}; p99 median "
-          f"{np.median(p99s):.2f}, worst record {max(p99s):.2f}")
+        print(
+            f"QRS {k}: TP {t[0]} FN {t[1]} FP {t[2]}  Se {100 * se(t):.3f}% +P {100 * ppv(t):.3f}%"
+        )
+    print(
+        f"speed: {dur / sec:.0f}x real time (wall, all records), {dur / cpu:.0f}x (CPU "
+        f"time); per record wall min {min(rtf):.0f}x median {np.median(rtf):.0f}x"
+    )
+    print(
+        f"latency per beat (ms): p50 median {np.median(p50s):.2f}; p99 median "
+        f"{np.median(p99s):.2f}, worst record {max(p99s):.2f}"
+    )
 
     spread = timing_spread(args, root, out, records, files)
     result = {
-        "records": len(records), "epochs": args.epochs, "chunk_s": args.chunk_s,
+        "records": len(records),
+        "epochs": args.epochs,
+        "chunk_s": args.chunk_s,
         "align_train": bool(args.align_train),
         "margin_s": args.margin_s,
-        "qrs_se": round(se(qrs["whole"]), 5), "qrs_ppv": round(ppv(qrs["whole"]), 5),
-        "qrs_ec57_no_vf": {"se": round(se(qrs["ec57_no_vf"]), 5),
-                           "ppv": round(ppv(qrs["ec57_no_vf"]), 5)},
-        "realtime_factor": round(dur / sec, 1), "realtime_factor_cpu": round(dur / cpu, 1),
+        "qrs_se": round(se(qrs["whole"]), 5),
+        "qrs_ppv": round(ppv(qrs["whole"]), 5),
+        "qrs_ec57_no_vf": {
+            "se": round(se(qrs["ec57_no_vf"]), 5),
+            "ppv": round(ppv(qrs["ec57_no_vf"]), 5),
+        },
+        "realtime_factor": round(dur / sec, 1),
+        "realtime_factor_cpu": round(dur / cpu, 1),
         "realtime_factor_min_record": round(min(rtf), 1),
-        "latency_p99_ms": round(max(p99s), 3), "latency_p99_ms_median_record":
-            round(float(np.median(p99s)), 3),
+        "latency_p99_ms": round(max(p99s), 3),
+        "latency_p99_ms_median_record": round(float(np.median(p99s)), 3),
         "timing_spread": spread,
-        **{k: {"annotated": {m_: a[k][m_] for m_ in ("Se", "PPV")},
-               "streamed": {m_: b[k][m_] for m_ in ("Se", "PPV")},
-               "diff_points": diff[k]} for k in ("VEB", "SVEB")},
+        **{
+            k: {
+                "annotated": {m_: a[k][m_] for m_ in ("Se", "PPV")},
+                "streamed": {m_: b[k][m_] for m_ in ("Se", "PPV")},
+                "diff_points": diff[k],
+            }
+            for k in ("VEB", "SVEB")
+        },
         "seconds": round(time.perf_counter() - t0, 1),
     }
     return result
@@ -183,13 +214,21 @@ def run(args) -> dict:
 def monitor_cfg(args, root: str, models: Path, files: list[str], rec: str):
     """The monitor settings of one patient: every model of its views, averaged."""
     also = ",".join(str(models / f) for f in files[1:])
-    return compose("monitor", [f"checkpoint={models / files[0]}", f"also=[{also}]",
-                               f"record={rec}", f"data.root={root}", "plot.enabled=false",
-                               f"chunk_s={args.chunk_s}", f"margin_s={args.margin_s}"])
+    return compose(
+        "monitor",
+        [
+            f"checkpoint={models / files[0]}",
+            f"also=[{also}]",
+            f"record={rec}",
+            f"data.root={root}",
+            "plot.enabled=false",
+            f"chunk_s={args.chunk_s}",
+            f"margin_s={args.margin_s}",
+        ],
+    )
 
 
-def timing_spread(args, root: str, out: Path, records: list[str],
-                  files: list[str]) -> dict | None:
+def timing_spread(args, root: str, out: Path, records: list[str], files: list[str]) -> dict | None:
     """Repeat the stream of one record: min / median / max speed and latency p99."""
     rec = args.timing_record if args.timing_record in records else records[0]
     if args.timing_repeats < 1:
@@ -199,11 +238,16 @@ def timing_spread(args, root: str, out: Path, records: list[str],
         s = monitor(monitor_cfg(args, root, out / rec, files, rec), out / rec / "timing")
         rtf.append(s["processing"]["realtime_factor"])
         p99.append(s["latency_ms"]["p99"])
-    spread = {"record": rec, "repeats": len(rtf),
-              "realtime_factor": [min(rtf), float(np.median(rtf)), max(rtf)],
-              "latency_p99_ms": [min(p99), float(np.median(p99)), max(p99)]}
-    print(f"timing spread, record {rec} x{len(rtf)} (min / median / max): "
-          f"{spread['realtime_factor']}x real time, p99 {spread['latency_p99_ms']} ms")
+    spread = {
+        "record": rec,
+        "repeats": len(rtf),
+        "realtime_factor": [min(rtf), float(np.median(rtf)), max(rtf)],
+        "latency_p99_ms": [min(p99), float(np.median(p99)), max(p99)],
+    }
+    print(
+        f"timing spread, record {rec} x{len(rtf)} (min / median / max): "
+        f"{spread['realtime_factor']}x real time, p99 {spread['latency_p99_ms']} ms"
+    )
     return spread
 
 
@@ -217,10 +261,16 @@ def main() -> None:
     ap.add_argument("--margin-s", type=float, default=4.0, help="filter margin (s)")
     ap.add_argument("--root", help=f"MIT-BIH directory (default ${DATA_ENV})")
     ap.add_argument("--out", help="work directory (default: a temporary one)")
-    ap.add_argument("--align-train", action="store_true",
-                    help="train each patient's own beats on the detector's R peaks")
-    ap.add_argument("--reuse", action="store_true",
-                    help="reuse models (and their annotated scores) already in --out")
+    ap.add_argument(
+        "--align-train",
+        action="store_true",
+        help="train each patient's own beats on the detector's R peaks",
+    )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse models (and their annotated scores) already in --out",
+    )
     ap.add_argument("--timing-record", default="208")
     ap.add_argument("--timing-repeats", type=int, default=3)
     args = ap.parse_args()

@@ -47,8 +47,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=os.environ.get("ECGCNN_DATA_DIR", "../shared/data/mitdb"))
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--records", nargs="*", default=list(MITDB_RECORDS),
-                    help="default: the 48 MIT-BIH records (a few: the small mode CI runs)")
+    ap.add_argument(
+        "--records",
+        nargs="*",
+        default=list(MITDB_RECORDS),
+        help="default: the 48 MIT-BIH records (a few: the small mode CI runs)",
+    )
     a = ap.parse_args()
     bare_wfdb(a.root, a.records)  # warm the page cache for both sides
     wf, prep, warm = [], [], []
@@ -59,13 +63,27 @@ def main() -> None:
             warm.append(prepare(a.root, cache, a.records))
     w, p = statistics.median(wf), statistics.median(prep)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"bare wfdb read ({len(a.records)} records, signal + atr): {w:.3f} s   runs {[round(x, 3) for x in wf]}")
-    print(f"ecgcnn prepare, cold cache:                {p:.3f} s   runs {[round(x, 3) for x in prep]}")
+    print(
+        f"bare wfdb read ({len(a.records)} records, signal + atr): {w:.3f} s   runs {[round(x, 3) for x in wf]}"
+    )
+    print(
+        f"ecgcnn prepare, cold cache:                {p:.3f} s   runs {[round(x, 3) for x in prep]}"
+    )
     print(f"ecgcnn prepare, warm cache:                {statistics.median(warm):.3f} s")
-    print(f"ratio prepare / wfdb read: {p / w:.2f} (goal <= 2.0); peak RSS {rss:.0f} MB (goal <= 1536)")
-    print(json.dumps({"prepare_s": round(p, 3), "wfdb_read_s": round(w, 3),
-                      "ratio": round(p / w, 3), "peak_rss_mb": round(rss, 1),
-                      "warm_prepare_s": round(statistics.median(warm), 3)}))
+    print(
+        f"ratio prepare / wfdb read: {p / w:.2f} (goal <= 2.0); peak RSS {rss:.0f} MB (goal <= 1536)"
+    )
+    print(
+        json.dumps(
+            {
+                "prepare_s": round(p, 3),
+                "wfdb_read_s": round(w, 3),
+                "ratio": round(p / w, 3),
+                "peak_rss_mb": round(rss, 1),
+                "warm_prepare_s": round(statistics.median(warm), 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,23 +35,36 @@ from ecgcnn.data.beats import CLASSES
 from ecgcnn.monitor.session import monitor
 from ecgcnn.noise.nst import nst_mask
 
-SNRS = {"24": "118e24", "18": "118e18", "12": "118e12", "6": "118e06", "0": "118e00",
-        "-6": "118e_6"}
+SNRS = {
+    "24": "118e24",
+    "18": "118e18",
+    "12": "118e12",
+    "6": "118e06",
+    "0": "118e00",
+    "-6": "118e_6",
+}
 SYMBOL = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
 
 
 def _stub_classifier():
     """Every beat N: the quick mode's stand-in for a patient model (no training)."""
+
     def classify(x, rr):
         p = np.zeros((len(x), len(CLASSES)), np.float32)
         p[:, 0] = 1.0
         return p
+
     return classify
 
 
 def _run(args, root: str, record: str, quality: bool, out: Path, stub) -> dict:
-    over = [f"data.root={root}", f"record='{record}'", "plot.enabled=false",
-            f"score_from_s={args.start_s}", f"quality.enabled={str(quality).lower()}"]
+    over = [
+        f"data.root={root}",
+        f"record='{record}'",
+        "plot.enabled=false",
+        f"score_from_s={args.start_s}",
+        f"quality.enabled={str(quality).lower()}",
+    ]
     if args.max_minutes:
         over.append(f"max_duration_s={60 * args.max_minutes}")
     if stub is None:
@@ -65,6 +78,7 @@ def _run(args, root: str, record: str, quality: bool, out: Path, stub) -> dict:
     from omegaconf import OmegaConf
 
     from ecgcnn.config import DataConfig
+
     data = OmegaConf.merge(OmegaConf.structured(DataConfig), {"root": root})
     return monitor(cfg, out, classifier=stub, data_cfg=data, classes=CLASSES)
 
@@ -74,8 +88,9 @@ def _events(out: Path) -> tuple[list[dict], list[dict]]:
     return [e for e in ev if e["type"] == "beat"], [e for e in ev if e["type"] == "alarm"]
 
 
-def _bxb(root: str, record: str, out: Path, s: dict, fs: float, start_s: float,
-         end_s: float) -> dict | None:
+def _bxb(
+    root: str, record: str, out: Path, s: dict, fs: float, start_s: float, end_s: float
+) -> dict | None:
     """bxb on the decided beats: beats in shutdown are not written, shutdown is ``~`` 0x30."""
     try:
         from ecgcnn.evaluation.bxb import run_bxb
@@ -88,32 +103,64 @@ def _bxb(root: str, record: str, out: Path, s: dict, fs: float, start_s: float,
     ann.sort(key=lambda t: t[0])
     d = out / "bxb"
     d.mkdir(exist_ok=True)
-    wfdb.wrann(record, "ecg", np.asarray([a[0] for a in ann]), symbol=[a[1] for a in ann],
-               subtype=np.asarray([a[2] for a in ann]), write_dir=str(d))
+    wfdb.wrann(
+        record,
+        "ecg",
+        np.asarray([a[0] for a in ann]),
+        symbol=[a[1] for a in ann],
+        subtype=np.asarray([a[2] for a in ann]),
+        write_dir=str(d),
+    )
     try:
         r = run_bxb(root, record, "ecg", start_s=start_s, end_s=end_s, test_dir=d)
     except Exception as exc:  # noqa: BLE001  bxb missing or failing: report, keep our figures
         return {"error": str(exc).splitlines()[0]}
-    return {"qrs_se": r["qrs"]["se"], "qrs_ppv": r["qrs"]["ppv"], "veb_se": r["veb"]["se"],
-            "veb_ppv": r["veb"]["ppv"], "shutdown_s": r["shutdown"]["time_s"],
-            "beats_missed_in_shutdown": r["shutdown"]["beats_missed"]}
+    return {
+        "qrs_se": r["qrs"]["se"],
+        "qrs_ppv": r["qrs"]["ppv"],
+        "veb_se": r["veb"]["se"],
+        "veb_ppv": r["veb"]["ppv"],
+        "shutdown_s": r["shutdown"]["time_s"],
+        "beats_missed_in_shutdown": r["shutdown"]["beats_missed"],
+    }
 
 
-def figures(s: dict, alarms: list[dict], clean_alarms: list[dict], noisy_s: float, match_s: float,
-            hours: float) -> dict:
+def figures(
+    s: dict,
+    alarms: list[dict],
+    clean_alarms: list[dict],
+    noisy_s: float,
+    match_s: float,
+    hours: float,
+) -> dict:
     """One run's row: all-beat and decided figures, shutdown, alarms not in the clean run."""
+
     def pick(sc):
         c = sc["classification"]["VEB"]
-        return {"qrs_se": sc["qrs"]["whole"]["se"], "qrs_ppv": sc["qrs"]["whole"]["ppv"],
-                "veb_se": c["Se"], "veb_ppv": c["PPV"]}
-    new = [a for a in alarms if a["t"] >= s["score"]["from_s"] and not any(
-        c["rule"] == a["rule"] and abs(c["t"] - a["t"]) <= match_s for c in clean_alarms)]
+        return {
+            "qrs_se": sc["qrs"]["whole"]["se"],
+            "qrs_ppv": sc["qrs"]["whole"]["ppv"],
+            "veb_se": c["Se"],
+            "veb_ppv": c["PPV"],
+        }
+
+    new = [
+        a
+        for a in alarms
+        if a["t"] >= s["score"]["from_s"]
+        and not any(
+            c["rule"] == a["rule"] and abs(c["t"] - a["t"]) <= match_s for c in clean_alarms
+        )
+    ]
     q = s["quality"] or {"shutdown_s": 0.0, "beats_in_shutdown_frac": 0.0}
-    return {**pick(s.get("score_decided") or s["score"]), "all": pick(s["score"]),
-            "shutdown_frac": q["shutdown_s"] / max(noisy_s, 1e-9),
-            "shutdown_beats_frac": q["beats_in_shutdown_frac"],
-            "false_alarms_per_h": len(new) / hours,
-            "false_vt": sum(a["rule"] == "vt" for a in new)}
+    return {
+        **pick(s.get("score_decided") or s["score"]),
+        "all": pick(s["score"]),
+        "shutdown_frac": q["shutdown_s"] / max(noisy_s, 1e-9),
+        "shutdown_beats_frac": q["beats_in_shutdown_frac"],
+        "false_alarms_per_h": len(new) / hours,
+        "false_vt": sum(a["rule"] == "vt" for a in new),
+    }
 
 
 def main() -> None:
@@ -145,10 +192,8 @@ def main() -> None:
             out = Path(tmp) / f"clean_{key}"
             s = _run(args, args.clean_dir, "118", quality, out, stub)
             _, clean_alarms = _events(out)
-            res[key]["clean"] = figures(s, clean_alarms, clean_alarms, noisy_s, args.match_s,
-                                        hours)
-            res[key]["clean"]["bxb"] = _bxb(args.clean_dir, "118", out, s, fs, args.start_s,
-                                             n / fs)
+            res[key]["clean"] = figures(s, clean_alarms, clean_alarms, noisy_s, args.match_s, hours)
+            res[key]["clean"]["bxb"] = _bxb(args.clean_dir, "118", out, s, fs, args.start_s, n / fs)
             for snr in args.snr:
                 out = Path(tmp) / f"{SNRS[snr]}_{key}"
                 s = _run(args, args.noisy_dir, SNRS[snr], quality, out, stub)
@@ -159,18 +204,26 @@ def main() -> None:
 
     def p(v):
         return "  n/a" if v is None else f"{100 * v:5.1f}"
-    print("stage   SNR  QRS Se  +P   VEB Se  +P  | all: QRS +P VEB +P | shut time beats | "
-          "new alarms/h  VT | bxb QRS +P VEB +P")
+
+    print(
+        "stage   SNR  QRS Se  +P   VEB Se  +P  | all: QRS +P VEB +P | shut time beats | "
+        "new alarms/h  VT | bxb QRS +P VEB +P"
+    )
     for key in ("without", "with"):
         for snr, r in res[key].items():
             b = r["bxb"] or {}
-            print(f"{key:<8}{snr:>5} {p(r['qrs_se'])} {p(r['qrs_ppv'])} {p(r['veb_se'])} "
-                  f"{p(r['veb_ppv'])} | {p(r['all']['qrs_ppv'])} {p(r['all']['veb_ppv'])} | "
-                  f"{p(r['shutdown_frac'])} {p(r['shutdown_beats_frac'])} | "
-                  f"{r['false_alarms_per_h']:8.1f} {r['false_vt']:3d} | "
-                  f"{p(b.get('qrs_ppv'))} {p(b.get('veb_ppv'))}")
-    print(json.dumps({"snr": res["with"], "without": res["without"],
-                      "noisy_s": noisy_s, "hours": hours}))
+            print(
+                f"{key:<8}{snr:>5} {p(r['qrs_se'])} {p(r['qrs_ppv'])} {p(r['veb_se'])} "
+                f"{p(r['veb_ppv'])} | {p(r['all']['qrs_ppv'])} {p(r['all']['veb_ppv'])} | "
+                f"{p(r['shutdown_frac'])} {p(r['shutdown_beats_frac'])} | "
+                f"{r['false_alarms_per_h']:8.1f} {r['false_vt']:3d} | "
+                f"{p(b.get('qrs_ppv'))} {p(b.get('veb_ppv'))}"
+            )
+    print(
+        json.dumps(
+            {"snr": res["with"], "without": res["without"], "noisy_s": noisy_s, "hours": hours}
+        )
+    )
 
 
 if __name__ == "__main__":

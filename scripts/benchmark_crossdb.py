@@ -37,26 +37,45 @@ def _one(kit: str, record: str, mode: str, lead: str | None, out: str, minutes: 
     from ecgcnn.config import PersonalizeConfig
     from ecgcnn.personalize.run import personalize_record
 
-    cfg = OmegaConf.merge(OmegaConf.structured(PersonalizeConfig), {
-        "kit": kit, "record": record, "mode": mode, "lead": lead, "threads": 1,
-        "report": False, "minutes": minutes})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(PersonalizeConfig),
+        {
+            "kit": kit,
+            "record": record,
+            "mode": mode,
+            "lead": lead,
+            "threads": 1,
+            "report": False,
+            "minutes": minutes,
+        },
+    )
     m = personalize_record(cfg, Path(out))
-    return {k: m[k] for k in ("record", "mode", "seconds", "beats", "confusion", "binary",
-                              "alarm") if k in m}
+    return {
+        k: m[k]
+        for k in ("record", "mode", "seconds", "beats", "confusion", "binary", "alarm")
+        if k in m
+    }
 
 
-def run_all(kit: str, records: list[str], lead: str | None, out: Path, workers: int,
-            modes=("patient_specific", "zero_shot"), minutes: float = 5.0) -> dict[str, list[dict]]:
+def run_all(
+    kit: str,
+    records: list[str],
+    lead: str | None,
+    out: Path,
+    workers: int,
+    modes=("patient_specific", "zero_shot"),
+    minutes: float = 5.0,
+) -> dict[str, list[dict]]:
     from joblib import Parallel, delayed
 
-    jobs = [(kit, r, m, lead, str(out / m / Path(r).name), minutes)
-            for m in modes for r in records]
+    jobs = [(kit, r, m, lead, str(out / m / Path(r).name), minutes) for m in modes for r in records]
     res = Parallel(n_jobs=workers, verbose=0)(delayed(_one)(*j) for j in jobs)
     by_mode: dict[str, list[dict]] = {m: [] for m in modes}
     for r in res:
         by_mode[r["mode"]].append(r)
-        print(f"  {r['mode']:16s} {r['record']}: {r['beats']} beats, {r['seconds']:.1f} s",
-              flush=True)
+        print(
+            f"  {r['mode']:16s} {r['record']}: {r['beats']} beats, {r['seconds']:.1f} s", flush=True
+        )
     return by_mode
 
 
@@ -71,8 +90,12 @@ def gross(by_mode: dict[str, list[dict]]) -> dict:
     if by_mode.get("zero_shot"):
         s = summarize(by_mode["zero_shot"])
         g = s["binary_gross"]
-        out["zero_shot"] = {"Se": g["Se"], "PPV": g["PPV"], "F1": g["F1"],
-                            "p_detect_first3": s["p_detect_first3"]}
+        out["zero_shot"] = {
+            "Se": g["Se"],
+            "PPV": g["PPV"],
+            "F1": g["F1"],
+            "p_detect_first3": s["p_detect_first3"],
+        }
     return out
 
 
@@ -85,14 +108,20 @@ def print_table(figs: dict[str, dict]) -> None:
     for name, f in figs.items():
         if "patient_specific" in f:
             v, s = f["patient_specific"]["VEB"], f["patient_specific"]["SVEB"]
-            print(f"  {name:36s}" + " ".join(_fmt(v[k]) for k in KEYS) + " |"
-                  + " ".join(_fmt(s[k]) for k in KEYS))
+            print(
+                f"  {name:36s}"
+                + " ".join(_fmt(v[k]) for k in KEYS)
+                + " |"
+                + " ".join(_fmt(s[k]) for k in KEYS)
+            )
     print("zero-shot (binary, %):                  Se    +P    F1  first-3")
     for name, f in figs.items():
         if "zero_shot" in f:
             z = f["zero_shot"]
-            print(f"  {name:36s}" + " ".join(_fmt(z[k]) for k in
-                                             ("Se", "PPV", "F1", "p_detect_first3")))
+            print(
+                f"  {name:36s}"
+                + " ".join(_fmt(z[k]) for k in ("Se", "PPV", "F1", "p_detect_first3"))
+            )
 
 
 def main(argv=None) -> int:
@@ -104,8 +133,11 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per patient")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--mitdb", action="store_true",
-                    help="also personalize the MIT-BIH records through the same kit")
+    ap.add_argument(
+        "--mitdb",
+        action="store_true",
+        help="also personalize the MIT-BIH records through the same kit",
+    )
     ap.add_argument("--quick", action="store_true", help="the first 3 records only")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -124,8 +156,14 @@ def main(argv=None) -> int:
             from ecgcnn.config import KitConfig
             from ecgcnn.personalize.kit import build_kit
 
-            kit = str(build_kit(OmegaConf.merge(OmegaConf.structured(KitConfig), {
-                "out": str(out / "kit"), "workers": args.workers})))
+            kit = str(
+                build_kit(
+                    OmegaConf.merge(
+                        OmegaConf.structured(KitConfig),
+                        {"out": str(out / "kit"), "workers": args.workers},
+                    )
+                )
+            )
         from ecgcnn.personalize.kit import load_kit
 
         k = load_kit(kit)
@@ -133,17 +171,26 @@ def main(argv=None) -> int:
         names = args.records.split(",") if args.records else read_records_list(db)
         if args.quick:
             names = names[:3]
-        print(f"kit {kit}; {len(names)} records of {db} (lead {args.lead}), "
-              f"{args.workers} workers")
-        figs = {f"{db.name} ({len(names)} records)": gross(
-            run_all(kit, [str(db / n) for n in names], args.lead, out / db.name, args.workers,
-                    minutes=args.minutes))}
+        print(f"kit {kit}; {len(names)} records of {db} (lead {args.lead}), {args.workers} workers")
+        figs = {
+            f"{db.name} ({len(names)} records)": gross(
+                run_all(
+                    kit,
+                    [str(db / n) for n in names],
+                    args.lead,
+                    out / db.name,
+                    args.workers,
+                    minutes=args.minutes,
+                )
+            )
+        }
         if args.mitdb:
             ref = Path(k.patient_specific.data.root or "")
             ps = [str(ref / r) for r in k.patient_specific.split.records]
             zs = [str(ref / r) for r in k.zero_shot.records]
-            a = run_all(kit, ps, None, out / "mitdb", args.workers, ("patient_specific",),
-                        args.minutes)
+            a = run_all(
+                kit, ps, None, out / "mitdb", args.workers, ("patient_specific",), args.minutes
+            )
             b = run_all(kit, zs, None, out / "mitdb", args.workers, ("zero_shot",), args.minutes)
             figs[f"MIT-BIH, same kit ({len(ps)} / {len(zs)})"] = gross({**a, **b})
     except EcgError as exc:
@@ -157,8 +204,11 @@ def main(argv=None) -> int:
     write = out / "crossdb.json"
     write.parent.mkdir(parents=True, exist_ok=True)
     write.write_text(json.dumps(figs, indent=2))
-    print(json.dumps({"wall_s": round(wall, 2), "peak_rss_mb": round((own + kids) / 1024, 1),
-                      **first}))
+    print(
+        json.dumps(
+            {"wall_s": round(wall, 2), "peak_rss_mb": round((own + kids) / 1024, 1), **first}
+        )
+    )
     return 0
 
 

@@ -33,8 +33,12 @@ from ecgcnn.models.shipped import CHECKPOINT_NAME, GENERIC_DIR, MODEL_CARD_NAME
 from ecgcnn.training.inter_patient import evaluate_records, save_global, train_global
 
 SVDB_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "svdb"
-QUICK = ["split.train_records=[118,209,220]", "val_records=[220]", "split.test_records=[232]",
-         "trainer.max_epochs=1"]
+QUICK = [
+    "split.train_records=[118,209,220]",
+    "val_records=[220]",
+    "split.test_records=[232]",
+    "trainer.max_epochs=1",
+]
 
 
 def svdb_scores(model, data_cfg, root: Path, records: list[str] | None) -> dict:
@@ -57,39 +61,41 @@ def card_text(cfg, gm, ds2: dict, svdb: dict, train_s: float, command: str) -> s
 
     def table(m):
         rows = ["| | Se | +P | Spe | Acc |", "|---|---|---|---|---|"]
-        rows += [f"| {k} | " + " | ".join(pct(m[k][s]) for s in ("Se", "PPV", "Spe", "Acc"))
-                 + " |" for k in ("VEB", "SVEB")]
+        rows += [
+            f"| {k} | " + " | ".join(pct(m[k][s]) for s in ("Se", "PPV", "Spe", "Acc")) + " |"
+            for k in ("VEB", "SVEB")
+        ]
         return "\n".join(rows)
 
     figures = {"DS2": gross(ds2), "SVDB": gross(svdb)}
     return f"""# Global inter-patient model (`{CHECKPOINT_NAME}`)
 
 The default model of `ecgcnn-analyze` / `ecgcnn-monitor` when no checkpoint is given: a
-{gm.payload['inter_patient']['parameters']:,}-parameter CNN1D (`configs/model/{c['model']['name']}.yaml`)
+{gm.payload["inter_patient"]["parameters"]:,}-parameter CNN1D (`configs/model/{c["model"]["name"]}.yaml`)
 for a patient nobody has labelled. Rebuilt with `{command}` ({train_s:.0f} s of training).
 
 ## Training data (MIT-BIH Arrhythmia Database, DS1 of de Chazal et al. 2004)
-- trained on: {', '.join(fit_recs)} ({sum(gm.train_counts.values()):,} beats {gm.train_counts})
-- held out (whole patients, DS1): {', '.join(val)}: early stopping (best epoch
+- trained on: {", ".join(fit_recs)} ({sum(gm.train_counts.values()):,} beats {gm.train_counts})
+- held out (whole patients, DS1): {", ".join(val)}: early stopping (best epoch
   {gm.fit.best_epoch} of {gm.fit.epochs_run}) and the decision rule. DS2 and SVDB chose nothing.
 - decision rule: class-prior multipliers {gm.prior} chosen for the best SVEB / VEB F1 on the
   held-out DS1 patients, folded into the output bias (the argmax is the decision).
-- inputs: lead {', '.join(c['data']['leads'])} at {c['data']['fs']:g} Hz, filter
-  {c['data']['filter']['kind']}, beat normalize={c['data']['beat']['normalize']},
-  template={c['data']['beat']['template']}, trio={c['data']['beat']['trio']}, the 9 RR
-  features of `ecgcnn.data.beats.RR_FEATURES`{' (held constant: ' + ', '.join(c['rr_const']) + ')' if c['rr_const'] else ''};
+- inputs: lead {", ".join(c["data"]["leads"])} at {c["data"]["fs"]:g} Hz, filter
+  {c["data"]["filter"]["kind"]}, beat normalize={c["data"]["beat"]["normalize"]},
+  template={c["data"]["beat"]["template"]}, trio={c["data"]["beat"]["trio"]}, the 9 RR
+  features of `ecgcnn.data.beats.RR_FEATURES`{" (held constant: " + ", ".join(c["rr_const"]) + ")" if c["rr_const"] else ""};
   all causal except post_rr/post_local (one beat of delay), so `ecgcnn-monitor` computes them.
-- training: {c['optim']['name']} lr {c['optim']['lr']}, batch {c['trainer']['batch_size']},
-  class weighting {c['trainer']['class_weighting']}, balanced sampling
-  {c['trainer']['balanced_sampling']}, dropout {c['model']['dropout']}, seed {c['trainer']['seed']}.
-- held-out DS1 patients, calibrated: VEB Se {pct(gm.val_scores['VEB']['Se'])} +P
-  {pct(gm.val_scores['VEB']['PPV'])}, SVEB Se {pct(gm.val_scores['SVEB']['Se'])} +P
-  {pct(gm.val_scores['SVEB']['PPV'])}.
+- training: {c["optim"]["name"]} lr {c["optim"]["lr"]}, batch {c["trainer"]["batch_size"]},
+  class weighting {c["trainer"]["class_weighting"]}, balanced sampling
+  {c["trainer"]["balanced_sampling"]}, dropout {c["model"]["dropout"]}, seed {c["trainer"]["seed"]}.
+- held-out DS1 patients, calibrated: VEB Se {pct(gm.val_scores["VEB"]["Se"])} +P
+  {pct(gm.val_scores["VEB"]["PPV"])}, SVEB Se {pct(gm.val_scores["SVEB"]["Se"])} +P
+  {pct(gm.val_scores["SVEB"]["PPV"])}.
 
-## DS2 (22 MIT-BIH records, {ds2['n_beats']:,} beats), EC57 gross
+## DS2 (22 MIT-BIH records, {ds2["n_beats"]:,} beats), EC57 gross
 {table(ds2)}
 
-## SVDB (MIT-BIH Supraventricular Arrhythmia Database, 43 records, lead ECG1, {svdb['n_beats']:,} beats)
+## SVDB (MIT-BIH Supraventricular Arrhythmia Database, 43 records, lead ECG1, {svdb["n_beats"]:,} beats)
 {table(svdb)}
 
 ## License and citation of the training data
@@ -107,8 +113,9 @@ Mark RG, IEEE Eng Med Biol 20(3):45-50 (2001); Goldberger AL et al., Circulation
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 DS1 records, 1 epoch, 1 SVDB record")
-    ap.add_argument("--ship", action="store_true", help=f"write {CHECKPOINT_NAME} + card into "
-                                                        "the package")
+    ap.add_argument(
+        "--ship", action="store_true", help=f"write {CHECKPOINT_NAME} + card into the package"
+    )
     ap.add_argument("--out", default=None, help="folder for global.pt (default outputs/…)")
     ap.add_argument("--svdb", default=str(SVDB_DEFAULT), help="SVDB record folder")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of configs/inter_patient.yaml")
@@ -126,8 +133,10 @@ def main() -> None:
     ds2 = evaluate_records(gm.model, beats, ds2_recs)
     svdb = svdb_scores(gm.model, cfg.data, Path(args.svdb), ["800"] if args.quick else None)
     published = published_for("inter_patient")
-    print(f"DS1 training {train_s:.1f} s, best epoch {gm.fit.best_epoch}/{gm.fit.epochs_run}, "
-          f"prior {gm.prior}; held-out DS1 {list(cfg.val_records)}:")
+    print(
+        f"DS1 training {train_s:.1f} s, best epoch {gm.fit.best_epoch}/{gm.fit.epochs_run}, "
+        f"prior {gm.prior}; held-out DS1 {list(cfg.val_records)}:"
+    )
     print(console_table(gm.val_scores, None, label="DS1 held out"))
     print(f"DS2 ({len(ds2_recs)} records, {ds2['n_beats']} beats):")
     print(console_table(ds2, published))
@@ -141,10 +150,19 @@ def main() -> None:
         command = "python scripts/benchmark_inter_patient.py --ship " + " ".join(args.overrides)
         save_global(gm, GENERIC_DIR / CHECKPOINT_NAME)
         (GENERIC_DIR / MODEL_CARD_NAME).write_text(
-            card_text(cfg, gm, ds2, svdb, train_s, command.strip()))
+            card_text(cfg, gm, ds2, svdb, train_s, command.strip())
+        )
         print(f"shipped: {GENERIC_DIR / CHECKPOINT_NAME} + {MODEL_CARD_NAME}")
-    print(json.dumps({"wall_s": round(time.perf_counter() - t0, 1), "train_s": round(train_s, 1),
-                      "DS2": gross(ds2), "SVDB": gross(svdb)}))
+    print(
+        json.dumps(
+            {
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "train_s": round(train_s, 1),
+                "DS2": gross(ds2),
+                "SVDB": gross(svdb),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,7 @@ def _run(job):
     from ecgcnn.personalize.patient_specific import finetune_patient
 
     record, minutes, out = job
-    cfg = OmegaConf.merge(_CFG, {"record": record, "report": False,
-                                 "split": {"minutes": minutes}})
+    cfg = OmegaConf.merge(_CFG, {"record": record, "report": False, "split": {"minutes": minutes}})
     m = finetune_patient(cfg, Path(out), beats=_BEATS)
     return record, minutes, m["seconds"]
 
@@ -83,16 +82,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--minutes", default=None, help="comma list, e.g. 1,2,3,5 (default: config)")
     ap.add_argument("--records", default=None, help="comma list (default: the split's 44)")
-    ap.add_argument("--common-model", default="train",
-                    help="'train' (default): first train a common model on the common set plus "
-                         "every patient's first minutes (no test beat) and fine-tune each "
-                         "patient's model from it (trainer=finetune); 'none': every patient "
-                         "model starts from scratch on the common set + its first minutes, as "
-                         "in Kiranyaz 2016 (trainer=patient); or checkpoint paths, one per "
-                         "view, comma-separated")
-    ap.add_argument("--common-epochs", type=int, default=12,
-                    help="epochs of each common model (12: best-by-validation within the "
-                         "2-minute budget; 20 gave SVEB +P 76.9 instead of 72.6, 116 s)")
+    ap.add_argument(
+        "--common-model",
+        default="train",
+        help="'train' (default): first train a common model on the common set plus "
+        "every patient's first minutes (no test beat) and fine-tune each "
+        "patient's model from it (trainer=finetune); 'none': every patient "
+        "model starts from scratch on the common set + its first minutes, as "
+        "in Kiranyaz 2016 (trainer=patient); or checkpoint paths, one per "
+        "view, comma-separated",
+    )
+    ap.add_argument(
+        "--common-epochs",
+        type=int,
+        default=12,
+        help="epochs of each common model (12: best-by-validation within the "
+        "2-minute budget; 20 gave SVEB +P 76.9 instead of 72.6, 116 s)",
+    )
     args = ap.parse_args(argv)
 
     global _CFG, _BEATS, _PREPARED
@@ -114,8 +120,9 @@ def main(argv=None) -> int:
     if args.common_model == "train":
         records = sorted(set(records) | set(cfg.split.records))  # every first minutes
     # Loaded once here (every view cut from them); forked workers inherit the arrays.
-    _BEATS = load_beats(view_data(cfg.data, _PREPARED), records=records, progress=True,
-                        workers=args.workers).beats
+    _BEATS = load_beats(
+        view_data(cfg.data, _PREPARED), records=records, progress=True, workers=args.workers
+    ).beats
     t_prep = time.perf_counter() - t0
     overrides = list(args.overrides)
     if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
@@ -127,12 +134,22 @@ def main(argv=None) -> int:
     init = None
     if args.common_model == "train":
         t1 = time.perf_counter()
-        jobs = [(args.overrides, v, str(out / ("common" if len(views) == 1 else f"common_{v}")),
-                 min(minutes), args.common_epochs) for v in views]
+        jobs = [
+            (
+                args.overrides,
+                v,
+                str(out / ("common" if len(views) == 1 else f"common_{v}")),
+                min(minutes),
+                args.common_epochs,
+            )
+            for v in views
+        ]
         with ctx.Pool(min(len(jobs), args.workers), initializer=_init) as pool:
             init = pool.map(_train_common, jobs)
-        print(f"common model(s) {views} trained in {time.perf_counter() - t1:.1f} s: "
-              + ", ".join(init))
+        print(
+            f"common model(s) {views} trained in {time.perf_counter() - t1:.1f} s: "
+            + ", ".join(init)
+        )
     elif args.common_model != "none":
         init = args.common_model.split(",")
     _CFG = _compose(overrides)
@@ -149,16 +166,26 @@ def main(argv=None) -> int:
     print(format_summary(summary))
     if len(minutes) > 1:
         for k, v in summary["minutes_curve"].items():
-            print(f"  {float(k):g} min: VEB Se {v['VEB']['Se']:.3f} +P {v['VEB']['PPV']:.3f}  "
-                  f"SVEB Se {v['SVEB']['Se']:.3f} +P {v['SVEB']['PPV']:.3f}")
+            print(
+                f"  {float(k):g} min: VEB Se {v['VEB']['Se']:.3f} +P {v['VEB']['PPV']:.3f}  "
+                f"SVEB Se {v['SVEB']['Se']:.3f} +P {v['SVEB']['PPV']:.3f}"
+            )
     per = [s for _, _, s in times]
-    print(f"prepare {t_prep:.1f} s; per-patient training mean {sum(per) / len(per):.2f} s "
-          f"(max {max(per):.2f} s); wall {wall:.1f} s; report: {out / 'report.html'}")
+    print(
+        f"prepare {t_prep:.1f} s; per-patient training mean {sum(per) / len(per):.2f} s "
+        f"(max {max(per):.2f} s); wall {wall:.1f} s; report: {out / 'report.html'}"
+    )
     keys = ("Acc", "Se", "Spe", "PPV")
-    print(json.dumps({
-        "wall_s": round(wall, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-        "VEB": {k: summary["VEB"][k] for k in keys}, "SVEB": {k: summary["SVEB"][k] for k in keys},
-    }))
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall, 2),
+                "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "VEB": {k: summary["VEB"][k] for k in keys},
+                "SVEB": {k: summary["SVEB"][k] for k in keys},
+            }
+        )
+    )
     return 0
 
 

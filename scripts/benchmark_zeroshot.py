@@ -57,7 +57,8 @@ def main() -> None:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=args.jobs)(
-            delayed(_one)(cfg, data.beats, r, out) for r in records)
+            delayed(_one)(cfg, data.beats, r, out) for r in records
+        )
     else:
         results = [_one(cfg, data.beats, r, out) for r in records]
     summ = write_summary(results, out, title="Zero-shot ABS benchmark")
@@ -65,25 +66,38 @@ def main() -> None:
     def pct(x):
         return "   –" if x is None else f"{100 * x:5.1f}"
 
-    print(f"{'rec':>4} {'N':>5} {'S+V':>5} {'Se':>5} {'Spe':>5} {'+P':>5} {'F1':>5} "
-          f"{'1st3':>4} {'FA/h':>6}")
+    print(
+        f"{'rec':>4} {'N':>5} {'S+V':>5} {'Se':>5} {'Spe':>5} {'+P':>5} {'F1':>5} "
+        f"{'1st3':>4} {'FA/h':>6}"
+    )
     for r in sorted(results, key=lambda r: r["record"]):
         b, a, c = r["binary"], r["alarm"], r["test"]["counts"]
         fa = a["false_alarms_per_hour"]
-        print(f"{r['record']:>4} {c['N']:5d} {c['S'] + c['V']:5d} {pct(b['Se'])} "
-              f"{pct(b['Spe'])} {pct(b['PPV'])} {pct(b['F1'])} "
-              f"{ {True: 'yes', False: 'NO', None: '–'}[a['detected_first3']]:>4} "
-              f"{fa if fa is None else round(fa, 1):>6}")
+        print(
+            f"{r['record']:>4} {c['N']:5d} {c['S'] + c['V']:5d} {pct(b['Se'])} "
+            f"{pct(b['Spe'])} {pct(b['PPV'])} {pct(b['F1'])} "
+            f"{ {True: 'yes', False: 'NO', None: '–'}[a['detected_first3']]:>4} "
+            f"{fa if fa is None else round(fa, 1):>6}"
+        )
     g = summ["binary_gross"]
     print(f"report: {out / 'report.html'}")
-    print(json.dumps({
-        "p_detect_first3": summ["p_detect_first3"],
-        "p_detect_first3_model": summ["p_detect_first3_model"],
-        "p_detect_triplets": summ["p_detect_triplets"],
-        "f1": g["F1"], "se": g["Se"], "spe": g["Spe"], "ppv": g["PPV"], "acc": g["Acc"],
-        "false_alarms_per_hour": summ["false_alarms_per_hour"],
-        "patients": summ["patients"], "wall_s": round(time.perf_counter() - t0, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "p_detect_first3": summ["p_detect_first3"],
+                "p_detect_first3_model": summ["p_detect_first3_model"],
+                "p_detect_triplets": summ["p_detect_triplets"],
+                "f1": g["F1"],
+                "se": g["Se"],
+                "spe": g["Spe"],
+                "ppv": g["PPV"],
+                "acc": g["Acc"],
+                "false_alarms_per_hour": summ["false_alarms_per_hour"],
+                "patients": summ["patients"],
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
-def synth_ecg(n_beats: int = 60, fs: int = 360, rr_s: float = 0.8, seed: int = 0,
-              v_every: int = 0):
+def synth_ecg(n_beats: int = 60, fs: int = 360, rr_s: float = 0.8, seed: int = 0, v_every: int = 0):
     """A crude ECG: Gaussian QRS complexes (+ T waves) on a slow baseline.
 
     Returns (signal (n, 2) mV, r_samples, symbols). Every ``v_every``-th beat (if > 0) is a
@@ -40,12 +39,21 @@ def synth_ecg(n_beats: int = 60, fs: int = 360, rr_s: float = 0.8, seed: int = 0
     return sig, np.array(r), syms
 
 
-def write_record(directory: Path, name: str, sig, r, syms, fs: int = 360,
-                 leads=("MLII", "V1")) -> Path:
+def write_record(
+    directory: Path, name: str, sig, r, syms, fs: int = 360, leads=("MLII", "V1")
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * sig.shape[1], sig_name=list(leads), p_signal=sig,
-                fmt=["212"] * sig.shape[1], adc_gain=[200.0] * sig.shape[1],
-                baseline=[0] * sig.shape[1], write_dir=str(directory))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * sig.shape[1],
+        sig_name=list(leads),
+        p_signal=sig,
+        fmt=["212"] * sig.shape[1],
+        adc_gain=[200.0] * sig.shape[1],
+        baseline=[0] * sig.shape[1],
+        write_dir=str(directory),
+    )
     wfdb.wrann(name, "atr", np.asarray(r), symbol=list(syms), write_dir=str(directory))
     return directory
 
@@ -78,8 +86,9 @@ def compose(config_name: str, overrides=()):
     import ecgcnn.config  # noqa: F401
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return hcompose(config_name=config_name, overrides=list(overrides),
-                        return_hydra_config=False)
+        return hcompose(
+            config_name=config_name, overrides=list(overrides), return_hydra_config=False
+        )
 
 
 def load_group(group: str, name: str):
@@ -88,8 +97,13 @@ def load_group(group: str, name: str):
 
     from ecgcnn import config as c
 
-    schemas = {"split": c.SplitConfig, "model": c.ModelConfig, "optim": c.OptimConfig,
-               "trainer": c.TrainerConfig, "data": c.DataConfig}
+    schemas = {
+        "split": c.SplitConfig,
+        "model": c.ModelConfig,
+        "optim": c.OptimConfig,
+        "trainer": c.TrainerConfig,
+        "data": c.DataConfig,
+    }
     raw = OmegaConf.load(CONFIGS / group / f"{name}.yaml")
     raw.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(schemas[group]), raw)
@@ -104,5 +118,10 @@ def synth_split(tmp_path) -> list[str]:
     write_record(root, "s1", sig, r, syms)
     sig, r, syms = synth_ecg(100, rr_s=0.9, seed=1, v_every=7)
     write_record(root, "s2", sig, r, syms)
-    return [f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
-            'split.train_records=["s1"]', 'split.test_records=["s2"]']
+    return [
+        f"data.root={root}",
+        'data.records=["s1","s2"]',
+        f"data.cache_dir={tmp_path / 'c'}",
+        'split.train_records=["s1"]',
+        'split.test_records=["s2"]',
+    ]

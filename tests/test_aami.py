@@ -171,9 +171,7 @@ def test_prior_sweep_by_hand():
     # three beats: an S beat the argmax calls N (S prob 0.4 < N 0.6), an N beat called N, a V
     # beat called V. Doubling S moves the first beat to S (0.8 > 0.6); nothing else changes.
     y = np.array([S, N, V])
-    p = np.array([[0.6, 0.4, 0.0, 0.0, 0.0],
-                  [0.9, 0.1, 0.0, 0.0, 0.0],
-                  [0.2, 0.0, 0.8, 0.0, 0.0]])
+    p = np.array([[0.6, 0.4, 0.0, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0, 0.0], [0.2, 0.0, 0.8, 0.0, 0.0]])
     sw = prior_sweep(y, p, weights=[0.5, 1.0, 2.0, 16.0])
     assert [pt["w"] for pt in sw["SVEB"]] == [0.5, 1.0, 2.0, 16.0]
     assert [pt["Se"] for pt in sw["SVEB"]] == [0.0, 0.0, 1.0, 1.0]
@@ -194,8 +192,9 @@ def test_prior_sweep_w1_is_the_argmax_and_se_grows_with_w():
     ref = veb_sveb(confusion(y, p.argmax(1)))
     for kind in ("VEB", "SVEB"):
         at1 = next(pt for pt in sw[kind] if pt["w"] == 1.0)
-        assert {m: at1[m] for m in ("Se", "PPV", "Spe", "Acc")} == \
-            {m: ref[kind][m] for m in ("Se", "PPV", "Spe", "Acc")}
+        assert {m: at1[m] for m in ("Se", "PPV", "Spe", "Acc")} == {
+            m: ref[kind][m] for m in ("Se", "PPV", "Spe", "Acc")
+        }
         se = [pt["Se"] for pt in sw[kind]]
         # a beat called V (S) at some w is still called so at any larger w
         assert se == sorted(se) and se[0] < se[-1]

@@ -21,8 +21,17 @@ from ecgcnn.monitor.analyze import analyze
 def write(tmp_path, x, fs, beats, name="h1"):
     d = tmp_path / "rec"
     d.mkdir(exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"], sig_name=["MLII"], p_signal=x[:, None].astype(float),
-                fmt=["16"], adc_gain=[1000.0], baseline=[0], write_dir=str(d))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"],
+        sig_name=["MLII"],
+        p_signal=x[:, None].astype(float),
+        fmt=["16"],
+        adc_gain=[1000.0],
+        baseline=[0],
+        write_dir=str(d),
+    )
     smp = np.round(np.array([t for t, _ in beats]) * fs).astype(int)
     wfdb.wrann(name, "atr", smp, symbol=[k for _, k in beats], write_dir=str(d))
     return d / name, smp
@@ -30,8 +39,9 @@ def write(tmp_path, x, fs, beats, name="h1"):
 
 def run(tmp_path, record, out="out", **over):
     cfg = compose("analyze", [f"record={record}", *[f"{k}={v}" for k, v in over.items()]])
-    return analyze(cfg, tmp_path / out, classifier=width_classifier, data_cfg=data_cfg(),
-                   classes=list(CLASSES))
+    return analyze(
+        cfg, tmp_path / out, classifier=width_classifier, data_cfg=data_cfg(), classes=list(CLASSES)
+    )
 
 
 def annotations(path):
@@ -44,7 +54,10 @@ def test_block_size_changes_nothing(tmp_path):
     rec, _ = write(tmp_path, ecg(beats, 180.0, seed=2), 360, beats)
     one = run(tmp_path, rec, "one", block_s=600)
     small = run(tmp_path, rec, "small", block_s=7.3)  # a record 25 blocks long
-    a, b = annotations(tmp_path / "one" / "h1.ecgcnn"), annotations(tmp_path / "small" / "h1.ecgcnn")
+    a, b = (
+        annotations(tmp_path / "one" / "h1.ecgcnn"),
+        annotations(tmp_path / "small" / "h1.ecgcnn"),
+    )
     assert np.array_equal(a[0], b[0]) and a[1] == b[1] and len(a[0]) == one["beats_classified"]
     assert one["class_counts"] == small["class_counts"] and one["class_counts"]["V"] == 4
     assert one["alarms_by_rule"] == small["alarms_by_rule"] and one["alarms_by_rule"]["vt"] == 1
@@ -102,15 +115,38 @@ def test_batch_equals_stream_on_a_real_record(mitdb, tmp_path):
     from ecgcnn.personalize.patient_specific import finetune_patient
 
     torch.set_num_threads(1)
-    ft = compose("finetune", ["record=119", "trainer.max_epochs=1", "report=false",
-                              f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'cache'}"])
+    ft = compose(
+        "finetune",
+        [
+            "record=119",
+            "trainer.max_epochs=1",
+            "report=false",
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     finetune_patient(ft, tmp_path / "model")
     ck, ck_add = tmp_path / "model" / "model.pt", tmp_path / "model" / "model_add.pt"
-    m = monitor(compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",
-                                    f"data.root={mitdb}", "plot.enabled=false"]),
-                tmp_path / "mon")
-    a = analyze(compose("analyze", [f"checkpoint={ck}", f"also=[{ck_add}]",
-                                    f"record={mitdb / '119'}", "report=false"]), tmp_path / "an")
+    m = monitor(
+        compose(
+            "monitor",
+            [
+                f"checkpoint={ck}",
+                f"also=[{ck_add}]",
+                "record=119",
+                f"data.root={mitdb}",
+                "plot.enabled=false",
+            ],
+        ),
+        tmp_path / "mon",
+    )
+    a = analyze(
+        compose(
+            "analyze",
+            [f"checkpoint={ck}", f"also=[{ck_add}]", f"record={mitdb / '119'}", "report=false"],
+        ),
+        tmp_path / "an",
+    )
     ev = [json.loads(v) for v in (tmp_path / "mon" / "events.jsonl").read_text().splitlines()]
     streamed = [(e["sample"], e["class"]) for e in ev if e["type"] == "beat"]
     smp, sym, fs = annotations(tmp_path / "an" / "119.ecgcnn")
@@ -129,9 +165,19 @@ def test_fresh_install_analyzes_with_the_shipped_model(mitdb, tmp_path):
 
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-c", "from ecgcnn.apps.analyze import main; main()",
-         f"record={mitdb / '100'}", f"hydra.run.dir={out}", "report=false"],
-        check=False, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            "from ecgcnn.apps.analyze import main; main()",
+            f"record={mitdb / '100'}",
+            f"hydra.run.dir={out}",
+            "report=false",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     sample, _, fs = annotations(out / "100.ecgcnn")

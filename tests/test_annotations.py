@@ -33,8 +33,16 @@ def test_class_symbols():
 
 
 def test_write_read_back_sorted(tmp_path):
-    path = write_annotations(tmp_path / "out", "r1", [700, 100, 400], ["V", "N", "~"], FS,
-                             aux_note=["", "", "noise"], subtype=[0, 0, -1], chan=[0, 0, 1])
+    path = write_annotations(
+        tmp_path / "out",
+        "r1",
+        [700, 100, 400],
+        ["V", "N", "~"],
+        FS,
+        aux_note=["", "", "noise"],
+        subtype=[0, 0, -1],
+        chan=[0, 0, 1],
+    )
     assert path == tmp_path / "out" / "r1.ecgcnn"
     ann = wfdb.rdann(str(tmp_path / "out" / "r1"), "ecgcnn")
     assert ann.sample.tolist() == [100, 400, 700] and ann.symbol == ["N", "~", "V"]
@@ -58,19 +66,28 @@ def test_empty_file_reads_back(tmp_path):
     assert ann.sample.size == 0 and ann.fs == FS
 
 
-@pytest.mark.parametrize(("kw", "pattern"), [
-    ({"symbols": ["N"]}, r"r1\.ecgcnn: 1 symbols for 2 samples"),
-    ({"symbols": ["N", "Z"]}, r"r1\.ecgcnn: not MIT-BIH annotation symbols: Z"),
-    ({"samples": [-1, 5]}, r"r1\.ecgcnn: negative sample position -1"),
-    ({"samples": [1.5, 5]}, r"r1\.ecgcnn: samples must be .* whole sample numbers"),
-    ({"aux_note": ["x"]}, r"r1\.ecgcnn: 1 aux_note for 2 samples"),
-    ({"annotator": "a.b"}, r"annotator 'a\.b': use letters"),
-    ({"record_name": "../r1"}, r"record_name '\.\./r1': a record name, not a path"),
-    ({"fs": 0}, r"r1\.ecgcnn: fs must be > 0 Hz"),
-])
+@pytest.mark.parametrize(
+    ("kw", "pattern"),
+    [
+        ({"symbols": ["N"]}, r"r1\.ecgcnn: 1 symbols for 2 samples"),
+        ({"symbols": ["N", "Z"]}, r"r1\.ecgcnn: not MIT-BIH annotation symbols: Z"),
+        ({"samples": [-1, 5]}, r"r1\.ecgcnn: negative sample position -1"),
+        ({"samples": [1.5, 5]}, r"r1\.ecgcnn: samples must be .* whole sample numbers"),
+        ({"aux_note": ["x"]}, r"r1\.ecgcnn: 1 aux_note for 2 samples"),
+        ({"annotator": "a.b"}, r"annotator 'a\.b': use letters"),
+        ({"record_name": "../r1"}, r"record_name '\.\./r1': a record name, not a path"),
+        ({"fs": 0}, r"r1\.ecgcnn: fs must be > 0 Hz"),
+    ],
+)
 def test_bad_inputs(tmp_path, kw, pattern):
-    args = {"out_dir": tmp_path, "record_name": "r1", "samples": [1, 5], "symbols": ["N", "V"],
-            "fs": FS, **kw}
+    args = {
+        "out_dir": tmp_path,
+        "record_name": "r1",
+        "samples": [1, 5],
+        "symbols": ["N", "V"],
+        "fs": FS,
+        **kw,
+    }
     with pytest.raises(EcgError, match=pattern):
         write_annotations(**args)
     assert not list(tmp_path.iterdir())
@@ -121,8 +138,9 @@ def project_counts(rec, det, lab, start: int, matcher=match_beats) -> dict:
     vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
     is_beat = np.isin(rec.ann_symbols, list(AAMI_MAP))
     r_smp = rec.ann_samples[is_beat]
-    r_cls = dict(zip(r_smp.tolist(), (CLASSES.index(AAMI_MAP[s]) for s in
-                                      rec.ann_symbols[is_beat].tolist())))
+    r_cls = dict(
+        zip(r_smp.tolist(), (CLASSES.index(AAMI_MAP[s]) for s in rec.ann_symbols[is_beat].tolist()))
+    )
     d_cls = dict(zip(det.tolist(), (CLASSES.index(s) for s in lab.tolist())))
 
     def scored(x):
@@ -132,8 +150,9 @@ def project_counts(rec, det, lab, start: int, matcher=match_beats) -> dict:
     keep_r, keep_d = scored(r_smp), scored(det)
     tp, fn, fp, pairs = matcher(keep_r, keep_d, round(MATCH_TOLERANCE_S * rec.fs))
     if matcher is match_beats:
-        q = qrs_se_ppv(reference_beats(rec.ann_samples, rec.ann_symbols), det, rec.fs,
-                       start=start, skip=vf)
+        q = qrs_se_ppv(
+            reference_beats(rec.ann_samples, rec.ann_symbols), det, rec.fs, start=start, skip=vf
+        )
         assert (q.tp, q.fn, q.fp) == (tp, fn, fp)
     y_true = [r_cls[r] for r in pairs[:, 0].tolist()]
     y_pred = [d_cls[d] for d in pairs[:, 1].tolist()]
@@ -144,10 +163,14 @@ def project_counts(rec, det, lab, start: int, matcher=match_beats) -> dict:
     return {
         "qrs": (tp, fn, fp),
         "veb": (m["VEB"]["TP"], m["VEB"]["FN"] + missed.count(v), m["VEB"]["FP"] + extra.count(v)),
-        "sveb": (m["SVEB"]["TP"], m["SVEB"]["FN"] + missed.count(s),
-                 m["SVEB"]["FP"] + extra.count(s)),
+        "sveb": (
+            m["SVEB"]["TP"],
+            m["SVEB"]["FN"] + missed.count(s),
+            m["SVEB"]["FP"] + extra.count(s),
+        ),
         "confusion": np.asarray(m["confusion"]),
-        "pairs": pairs, "missed": missed,
+        "pairs": pairs,
+        "missed": missed,
     }
 
 
@@ -183,8 +206,7 @@ def test_project_scorer_agrees_with_bxb(mitdb, bindir, tmp_path, start_s):
         vf = vf_episodes(rec.ann_samples, rec.ann_symbols)
         det, lab = fake_classifier(ref, [AAMI_MAP[s] for s in sym.tolist()], vf)
         write_annotations(tmp_path, name, det, lab, rec.fs)
-        got = bxb.run_bxb(mitdb, name, "ecgcnn", start_s=start_s, test_dir=tmp_path,
-                          bindir=bindir)
+        got = bxb.run_bxb(mitdb, name, "ecgcnn", start_s=start_s, test_dir=tmp_path, bindir=bindir)
         start = round(start_s * rec.fs)
         ours = project_counts(rec, det, lab, start)
         where = f"record {name}, start {start_s} s"
@@ -200,16 +222,20 @@ def test_project_scorer_agrees_with_bxb(mitdb, bindir, tmp_path, start_s):
         n_escape += n_esc
         moved = ours["confusion"].copy()
         if n_esc:
-            e_pairs = [(int(r), int(d)) for r, d in ours["pairs"].tolist()
-                       if rec.ann_symbols[np.searchsorted(rec.ann_samples, r)] in ("e", "j")]
+            e_pairs = [
+                (int(r), int(d))
+                for r, d in ours["pairs"].tolist()
+                if rec.ann_symbols[np.searchsorted(rec.ann_samples, r)] in ("e", "j")
+            ]
             for _, d in e_pairs:
                 c = CLASSES.index(lab[np.searchsorted(det, d)])
                 moved[0, c] -= 1
                 moved[1, c] += 1
         np.testing.assert_array_equal(moved, block, err_msg=where)
         # Missed beats: bxb's 'o' column, by reference class (e/j beats never missed here).
-        assert [ours["missed"].count(i) for i in range(5)] == [got["matrix"][r]["o"]
-                                                               for r in "NSVFQ"], where
+        assert [ours["missed"].count(i) for i in range(5)] == [
+            got["matrix"][r]["o"] for r in "NSVFQ"
+        ], where
     assert n_escape == 1  # 232's one nodal escape beat: the correction above is exercised
 
 
@@ -247,8 +273,9 @@ def _fake_run(mitdb, tmp_path, name):
     rec = read_record(mitdb, name, leads=["MLII"])
     ref = reference_beats(rec.ann_samples, rec.ann_symbols)
     sym = rec.ann_symbols[np.isin(rec.ann_symbols, list(AAMI_MAP))]
-    det, lab = fake_classifier(ref, [AAMI_MAP[s] for s in sym.tolist()],
-                               vf_episodes(rec.ann_samples, rec.ann_symbols))
+    det, lab = fake_classifier(
+        ref, [AAMI_MAP[s] for s in sym.tolist()], vf_episodes(rec.ann_samples, rec.ann_symbols)
+    )
     write_annotations(tmp_path, name, det, lab, rec.fs)
     return rec, det, lab
 
@@ -262,12 +289,14 @@ def test_bxb_matching_rule_reproduces_bxb_on_all_44(mitdb, bindir, tmp_path):
     for name in records:
         rec, det, lab = _fake_run(mitdb, tmp_path, name)
         for start_s in (0.0, 300.0):
-            got = bxb.run_bxb(mitdb, name, "ecgcnn", start_s=start_s, test_dir=tmp_path,
-                              bindir=bindir)
+            got = bxb.run_bxb(
+                mitdb, name, "ecgcnn", start_s=start_s, test_dir=tmp_path, bindir=bindir
+            )
             start = round(start_s * rec.fs)
             ours = project_counts(rec, det, lab, start, matcher=bxb.match_beats_bxb)
-            esc = escape_correction(rec, ours["pairs"], start,
-                                    dict(zip(det.tolist(), lab.tolist())))
+            esc = escape_correction(
+                rec, ours["pairs"], start, dict(zip(det.tolist(), lab.tolist()))
+            )
             sveb = tuple(a + b for a, b in zip(ours["sveb"], esc))
             where = f"record {name}, start {start_s} s"
             assert ours["qrs"] == tuple(got["qrs"][k] for k in ("tp", "fn", "fp")), where

@@ -51,8 +51,14 @@ def _corrupt(root: Path, kind: str) -> None:
         dat.write_bytes(bytes(dat.stat().st_size))
     elif kind == "nobeats":
         (root / "100.atr").unlink()
-        wfdb.wrann("100", "atr", np.array([10, 5000]), symbol=["+", "~"],
-                   aux_note=["(N", ""], write_dir=str(root))
+        wfdb.wrann(
+            "100",
+            "atr",
+            np.array([10, 5000]),
+            symbol=["+", "~"],
+            aux_note=["(N", ""],
+            write_dir=str(root),
+        )
     else:  # pragma: no cover
         raise ValueError(kind)
 
@@ -103,9 +109,15 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
     d = tmp_path_factory.mktemp("ckpt")
     m = _model()
-    payload = {"model": m.state_dict(), "model_args": m.model_args, "classes": list(CLASSES),
-               "epoch": 0, "best_metric": 0.0, "config": {},
-               "data": OmegaConf.to_container(OmegaConf.structured(DataConfig))}
+    payload = {
+        "model": m.state_dict(),
+        "model_args": m.model_args,
+        "classes": list(CLASSES),
+        "epoch": 0,
+        "best_metric": 0.0,
+        "config": {},
+        "data": OmegaConf.to_container(OmegaConf.structured(DataConfig)),
+    }
     save_checkpoint(payload, d / "good.pt")
     raw = (d / "good.pt").read_bytes()
     (d / "truncated.pt").write_bytes(raw[: len(raw) // 2])
@@ -116,8 +128,12 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return {k: d / f"{k}.pt" for k in ("good", "truncated", "shape", "garbage", "notckpt")}
 
 
-CKPT_KINDS = {"truncated": "truncated.pt", "shape": "shape.pt", "garbage": "garbage.pt",
-              "notckpt": "notckpt.pt"}
+CKPT_KINDS = {
+    "truncated": "truncated.pt",
+    "shape": "shape.pt",
+    "garbage": "garbage.pt",
+    "notckpt": "notckpt.pt",
+}
 
 
 # ----------------------------------------------------------------------------- apps
@@ -140,8 +156,11 @@ def run_app(module: str, args: list[str], out: Path, capfd) -> tuple[int, str]:
 def assert_clean_failure(code: int, err: str, out: Path, expect: str) -> None:
     assert code != 0, err
     assert "Traceback" not in err, err
-    lines = [ln for ln in err.replace("\r", "\n").splitlines()
-             if ln.strip() and not ln.lstrip().startswith(("prepare", "["))]
+    lines = [
+        ln
+        for ln in err.replace("\r", "\n").splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("prepare", "["))
+    ]
     assert lines and lines[-1].startswith("error:"), err
     assert sum(ln.startswith("error:") for ln in lines) == 1, err
     assert expect in lines[-1], (expect, lines[-1])
@@ -154,11 +173,20 @@ def assert_clean_failure(code: int, err: str, out: Path, expect: str) -> None:
 # app -> (base overrides, {data kind supported}, record override template)
 APPS = {
     "prepare": ["data.records=[100]", "use_cache=false", "progress=false"],
-    "train": ["split=inter_patient", "split.train_records=[100]", "split.test_records=[101]",
-              "trainer.max_epochs=1", "trainer.progress=false"],
+    "train": [
+        "split=inter_patient",
+        "split.train_records=[100]",
+        "split.test_records=[101]",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+    ],
     "finetune": ["record=100", "trainer.max_epochs=1", "report=false"],
-    "zeroshot": ["record=100", "library_records=[100,101,105,106]", "trainer.max_epochs=1",
-                 "figures=false"],
+    "zeroshot": [
+        "record=100",
+        "library_records=[100,101,105,106]",
+        "trainer.max_epochs=1",
+        "figures=false",
+    ],
 }
 CKPT_APPS = {
     "evaluate": ["split=inter_patient", "split.train_records=[101]", "split.test_records=[100]"],
@@ -185,17 +213,24 @@ def test_bad_record_files(app, kind, good_root, cache, checkpoints, tmp_path, ca
 def test_unknown_record(app, good_root, cache, checkpoints, tmp_path, capfd):
     args = APPS.get(app) or CKPT_APPS[app] + [f"checkpoint={checkpoints['good']}"]
     args = [a.replace("100", "999") for a in args]
-    code, err = run_app(app, [*args, f"data.root={good_root}", f"data.cache_dir={cache}"],
-                        tmp_path / "out", capfd)
+    code, err = run_app(
+        app, [*args, f"data.root={good_root}", f"data.cache_dir={cache}"], tmp_path / "out", capfd
+    )
     assert_clean_failure(code, err, tmp_path / "out", "999")
 
 
 SETTINGS = {
     "negative_minutes": (["finetune", "zeroshot"], "split.minutes=-5", "minutes"),
-    "unknown_activation": (["train", "finetune", "zeroshot"], "model.activation=wiggle",
-                           "model.activation"),
-    "zero_window": (["prepare", "train", "finetune", "zeroshot"], "data.beat.length=0",
-                    "data.beat"),
+    "unknown_activation": (
+        ["train", "finetune", "zeroshot"],
+        "model.activation=wiggle",
+        "model.activation",
+    ),
+    "zero_window": (
+        ["prepare", "train", "finetune", "zeroshot"],
+        "data.beat.length=0",
+        "data.beat",
+    ),
 }
 
 
@@ -207,8 +242,9 @@ def test_bad_settings(case, good_root, cache, tmp_path, capfd):
         if app == "zeroshot" and case == "negative_minutes":
             o = "minutes=-5"
         out = tmp_path / app
-        code, err = run_app(app, [*APPS[app], o, f"data.root={good_root}",
-                                  f"data.cache_dir={cache}"], out, capfd)
+        code, err = run_app(
+            app, [*APPS[app], o, f"data.root={good_root}", f"data.cache_dir={cache}"], out, capfd
+        )
         assert_clean_failure(code, err, out, expect)
 
 

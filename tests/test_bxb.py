@@ -46,8 +46,9 @@ def _pair(d, with_header=True):
     if with_header:
         sig = np.zeros((22 * FS, 1))
         sig[::FS, 0] = 1.0
-        wfdb.wrsamp("r1", fs=FS, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["16"],
-                    write_dir=str(d))
+        wfdb.wrsamp(
+            "r1", fs=FS, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["16"], write_dir=str(d)
+        )
     wfdb.wrann("r1", "atr", ref, symbol=sym, write_dir=str(d))
     s = sorted(test)
     wfdb.wrann("r1", "tst", np.array(s), symbol=[test[k] for k in s], write_dir=str(d))
@@ -75,8 +76,15 @@ def test_counts_of_a_known_pair(tmp_path, bindir):
 def test_start_and_no_header(tmp_path, bindir):
     # Without a header the rate comes from fs=; from 10 s on only beats 10..20 are scored:
     # beat 10 (V, called V), 12 (F->V), 15 (miss + extra); the shifted V at 10.1 s is kept.
-    r = bxb.run_bxb(_pair(tmp_path, with_header=False), "r1", "tst", start_s=9.5, fs=FS,
-                    n_samples=22 * FS, bindir=bindir)
+    r = bxb.run_bxb(
+        _pair(tmp_path, with_header=False),
+        "r1",
+        "tst",
+        start_s=9.5,
+        fs=FS,
+        n_samples=22 * FS,
+        bindir=bindir,
+    )
     assert r["qrs"]["tp"] == 10 and r["qrs"]["fn"] == 1 and r["qrs"]["fp"] == 1
     assert r["veb"]["tp"] == 1 and r["veb"]["fn"] == 0
 
@@ -136,8 +144,9 @@ def test_match_beats_bxb_against_bxb(tmp_path, bindir):
     rng = np.random.default_rng(1)
     ref = np.cumsum(rng.integers(40, 200, 300)) + 200
     kept = ref[rng.random(ref.size) > 0.1]
-    det = np.unique(np.concatenate([kept + rng.integers(-60, 61, kept.size),
-                                    rng.integers(200, ref[-1], 60)]))
+    det = np.unique(
+        np.concatenate([kept + rng.integers(-60, 61, kept.size), rng.integers(200, ref[-1], 60)])
+    )
     ref_sym = rng.choice(["N", "V"], ref.size)
     det_sym = rng.choice(["N", "V"], det.size)
     wfdb.wrann("r", "atr", ref, symbol=list(ref_sym), fs=FS, write_dir=str(tmp_path))

@@ -37,8 +37,9 @@ class Boom:
 
 def _model(name: str):
     torch.manual_seed(0)
-    return build_model(compose("train", [f"model={name}"]).model, 2, 128, len(RR_FEATURES),
-                       len(CLASSES))
+    return build_model(
+        compose("train", [f"model={name}"]).model, 2, 128, len(RR_FEATURES), len(CLASSES)
+    )
 
 
 def _checkpoints(d: Path) -> dict[str, Path]:
@@ -60,8 +61,12 @@ def _cases(root: Path, ck: dict[str, Path], mitdb: str) -> dict[str, tuple]:
     """name -> (module, overrides, text the error line must contain)."""
     data = [f"data.root={mitdb}"]
     ev = data + ['split.train_records=["101"]', 'split.test_records=["100"]']
-    small = data + ['split.train_records=["101"]', 'split.test_records=["100"]',
-                    "trainer.max_epochs=1", "trainer.progress=false"]
+    small = data + [
+        'split.train_records=["101"]',
+        'split.test_records=["100"]',
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+    ]
     return {
         "train_missing_root": (TRAIN, [f"data.root={root / 'nowhere'}"], "data.root"),
         "prepare_unknown_record": (PREPARE, data + ['data.records=["999"]'], "999.hea"),
@@ -77,9 +82,17 @@ def _cases(root: Path, ck: dict[str, Path], mitdb: str) -> dict[str, tuple]:
     }
 
 
-def _run(module: str, args: list[str], out: Path, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", module, *args, f"hydra.run.dir={out}"],
-                          cwd=cwd, env=env, capture_output=True, timeout=300, check=False)
+def _run(
+    module: str, args: list[str], out: Path, cwd: Path, env: dict
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, f"hydra.run.dir={out}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     # decode by hand: text=True would turn a progress bar's "\r" into line breaks
     proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
     return proc
@@ -103,31 +116,54 @@ def results(tmp_path_factory):
             # a cwd of its own: a relative cache dir or stray "outputs/" would land there
             cwd = root / f"cwd_{name}"
             cwd.mkdir()
-            args = [*args, f"data.cache_dir={root / 'cache'}"] if name.startswith(
-                ("train", "prepare", "eval")) else args
+            args = (
+                [*args, f"data.cache_dir={root / 'cache'}"]
+                if name.startswith(("train", "prepare", "eval"))
+                else args
+            )
             jobs[name] = pool.submit(_run, module, args, root / name, cwd, env)
-    return {name: (cases[name], job.result(), root / name, root / f"cwd_{name}")
-            for name, job in jobs.items()}, ck
+    return {
+        name: (cases[name], job.result(), root / name, root / f"cwd_{name}")
+        for name, job in jobs.items()
+    }, ck
 
 
-NEEDS_DATA = {"prepare_unknown_record", "train_unknown_record",
-              "train_unknown_activation", "train_negative_lr", "train_cuda_without_gpu"}
-CASES = ["train_missing_root", "prepare_unknown_record",
-         "train_unknown_record", "eval_garbage", "eval_truncated",
-         "eval_other_shape", "eval_unsafe_pickle", "eval_without_checkpoint",
-         "train_unknown_activation", "train_negative_lr", "train_cuda_without_gpu"]
+NEEDS_DATA = {
+    "prepare_unknown_record",
+    "train_unknown_record",
+    "train_unknown_activation",
+    "train_negative_lr",
+    "train_cuda_without_gpu",
+}
+CASES = [
+    "train_missing_root",
+    "prepare_unknown_record",
+    "train_unknown_record",
+    "eval_garbage",
+    "eval_truncated",
+    "eval_other_shape",
+    "eval_unsafe_pickle",
+    "eval_without_checkpoint",
+    "train_unknown_activation",
+    "train_negative_lr",
+    "train_cuda_without_gpu",
+]
 
 
 def _written(out: Path, cwd: Path) -> list[str]:
     """Files the run wrote besides Hydra's .hydra/ folder and the app's log file."""
-    files = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()] \
-        if out.exists() else []
+    files = (
+        [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+        if out.exists()
+        else []
+    )
     extra = [f for f in files if not f.startswith(".hydra/") and not f.endswith(".log")]
     return extra + [f"cwd:{p.name}" for p in cwd.iterdir()]
 
 
-@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.slow) if c in NEEDS_DATA
-                                  else c for c in CASES])
+@pytest.mark.parametrize(
+    "name", [pytest.param(c, marks=pytest.mark.slow) if c in NEEDS_DATA else c for c in CASES]
+)
 def test_bad_input_gives_one_error_line(results, name):
     runs, ck = results
     if name in NEEDS_DATA and not os.environ.get("ECGCNN_DATA_DIR"):
@@ -148,10 +184,13 @@ def test_bad_input_gives_one_error_line(results, name):
         assert not (ck["evil"].parent / "pwned").exists()
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("hydra_typo", "max_epoch"),
-    ("hydra_wrong_type", "max_epochs"),
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("hydra_typo", "max_epoch"),
+        ("hydra_wrong_type", "max_epochs"),
+    ],
+)
 def test_hydra_config_errors_exit_1_without_traceback(results, name, needle):
     runs, _ = results
     _, proc, out, cwd = runs[name]

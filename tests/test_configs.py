@@ -131,12 +131,15 @@ def test_every_group_option_composes_in_train_and_builds(group, option):
         OmegaConf.to_container(cfg[group], resolve=True, throw_on_missing=True)
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("trainer.max_epoch=3", "max_epoch"),
-    ("trainer.max_epochs=abc", "max_epochs"),
-    ("model.activation_param=xyz", "activation_param"),
-    ("optim.lr=fast", "lr"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("trainer.max_epoch=3", "max_epoch"),
+        ("trainer.max_epochs=abc", "max_epochs"),
+        ("model.activation_param=xyz", "activation_param"),
+        ("optim.lr=fast", "lr"),
+    ],
+)
 def test_typo_and_wrong_type_fail_at_compose_time(override, needle):
     with pytest.raises(ConfigCompositionException) as info:
         compose("train", [override])

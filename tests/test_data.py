@@ -55,8 +55,13 @@ def test_other_lead_is_the_next_lead_not_named(tmp_path):
 
 def test_aami_mapping_is_ec57():
     groups = {c: sorted(s for s, k in AAMI_MAP.items() if k == c) for c in CLASSES}
-    assert groups == {"N": sorted("NLRej"), "S": sorted("AaJS"), "V": ["E", "V"], "F": ["F"],
-                      "Q": sorted("/fQ")}
+    assert groups == {
+        "N": sorted("NLRej"),
+        "S": sorted("AaJS"),
+        "V": ["E", "V"],
+        "F": ["F"],
+        "Q": sorted("/fQ"),
+    }
 
 
 def test_beats_counts_windows_and_rr(synth_dir):
@@ -160,14 +165,19 @@ def test_parallel_prepare_equals_serial_and_fails_the_same(synth_dir, tmp_path):
     # two processes prepare the records not cached; the beats, their order and the cache are
     # those of one process, and a bad record still fails with its one line, writing nothing
     serial = load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c1")), records=["s2", "s1"])
-    par = load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")), records=["s2", "s1"],
-                     workers=2)
+    par = load_beats(
+        data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")), records=["s2", "s1"], workers=2
+    )
     assert list(par.beats) == ["s2", "s1"] and par.info == serial.info
     for name in ("s1", "s2"):
         for f in ("x", "rr", "y", "sample"):
             assert np.array_equal(getattr(par.beats[name], f), getattr(serial.beats[name], f))
-    assert load_beats(data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")),
-                      records=["s1", "s2"]).from_cache == 2
+    assert (
+        load_beats(
+            data_cfg(synth_dir, cache_dir=str(tmp_path / "c2")), records=["s1", "s2"]
+        ).from_cache
+        == 2
+    )
     root = _corrupt(tmp_path / "bad_db", "truncated")
     write_record(root, "ok", *synth_ecg(30))
     with pytest.raises(EcgError, match=r"bad\.dat: truncated signal file"):

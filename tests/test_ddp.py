@@ -41,9 +41,17 @@ def overrides(tmp_path) -> list[str]:
     write_record(root, "s1", sig, r, syms)
     sig, r, syms = synth_ecg(60, seed=1)
     write_record(root, "s2", sig, r, syms)
-    return [f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
-            'split.train_records=["s1"]', 'split.test_records=["s2"]', "trainer.max_epochs=1",
-            "trainer.batch_size=16", "trainer.progress=false", "trainer.num_threads=1"]
+    return [
+        f"data.root={root}",
+        'data.records=["s1","s2"]',
+        f"data.cache_dir={tmp_path / 'c'}",
+        'split.train_records=["s1"]',
+        'split.test_records=["s2"]',
+        "trainer.max_epochs=1",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "trainer.num_threads=1",
+    ]
 
 
 def test_two_gloo_ranks_end_identical_and_only_rank0_writes(tmp_path, overrides):
@@ -51,16 +59,35 @@ def test_two_gloo_ranks_end_identical_and_only_rank0_writes(tmp_path, overrides)
     from conftest import compose
 
     from ecgcnn.data.cache import load_beats
+
     load_beats(compose("train", overrides).data, records=["s1"])
     port = free_port()
     procs = []
     for rank in (0, 1):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(TESTS), json.dumps(overrides),
-             str(tmp_path / f"out{rank}"), str(tmp_path / f"rank{rank}.pt")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    str(TESTS),
+                    json.dumps(overrides),
+                    str(tmp_path / f"out{rank}"),
+                    str(tmp_path / f"rank{rank}.pt"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err.decode()[-3000:]
@@ -81,20 +108,39 @@ def test_two_gloo_ranks_end_identical_and_only_rank0_writes(tmp_path, overrides)
     # a single process on the same data takes twice the steps: different weights, so the
     # two ranks really split the epoch between them
     from ecgcnn.apps.train import train
+
     ws = train(compose("train", overrides), tmp_path / "single")["state_dict"]
     assert not all(torch.equal(ws[k], w0[k]) for k in w0)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
-    "torchrun").is_file(), reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").is_file(),
+    reason="torchrun not installed",
+)
 def test_torchrun_two_processes(tmp_path, overrides):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m",
-         "ecgcnn.apps.train", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            "-m",
+            "ecgcnn.apps.train",
+            *overrides,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs_run"] == 1

@@ -31,8 +31,14 @@ def _model(name: str, seed: int = 0):
 
 
 def _payload(net, **kw) -> dict:
-    return {"model": net.state_dict(), "model_args": net.model_args,
-            "classes": list(CLASSES), "epoch": 0, "best_metric": 0.5, **kw}
+    return {
+        "model": net.state_dict(),
+        "model_args": net.model_args,
+        "classes": list(CLASSES),
+        "epoch": 0,
+        "best_metric": 0.5,
+        **kw,
+    }
 
 
 class Boom:
@@ -49,8 +55,13 @@ class Boom:
 def synth_eval(tmp_path, synth_split):
     """Overrides for two synthetic records (s1 trains, s2 tests) plus a trained checkpoint."""
     common = synth_split
-    train(compose("train", common + ["trainer.max_epochs=2", "trainer.progress=false",
-                                      "trainer.num_threads=1"]), tmp_path / "train")
+    train(
+        compose(
+            "train",
+            common + ["trainer.max_epochs=2", "trainer.progress=false", "trainer.num_threads=1"],
+        ),
+        tmp_path / "train",
+    )
     return common, tmp_path / "train" / "best.pt"
 
 
@@ -92,11 +103,14 @@ def test_weights_of_another_model_shape_are_refused(tmp_path):
         load_model(tmp_path / "mixed.pt")
 
 
-@pytest.mark.parametrize("bad", [
-    {"model_args": {"in_channels": 2}},  # CNN1D lacks arguments
-    {"model_args": [1, 2]},
-    {"model": 5},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model_args": {"in_channels": 2}},  # CNN1D lacks arguments
+        {"model_args": [1, 2]},
+        {"model": 5},
+    ],
+)
 def test_bad_model_args_or_weights_name_the_file(tmp_path, bad):
     save_checkpoint(_payload(_model("kiranyaz2016"), **bad), tmp_path / "bad.pt")
     with pytest.raises(EcgError, match=r"bad\.pt: "):
@@ -177,13 +191,24 @@ def test_evaluate_refuses_bad_data_settings_in_checkpoint(tmp_path, synth_eval):
 
 @pytest.mark.slow
 def test_patient_specific_test_beats_follow_the_protocol(tmp_path, mitdb):
-    cfg = compose("eval", ["split=patient_specific", 'split.records=["100","119"]',
-                           f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'c'}",
-                           "checkpoint=x"])
+    cfg = compose(
+        "eval",
+        [
+            "split=patient_specific",
+            'split.records=["100","119"]',
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'c'}",
+            "checkpoint=x",
+        ],
+    )
     beats = ev.test_beats(cfg.data, cfg.split)
     data = load_beats(cfg.data, records=list(cfg.split.common_records))
-    common = draw_common_set(data.beats, list(cfg.split.common_records),
-                             dict(cfg.split.common_counts), cfg.split.common_seed)
+    common = draw_common_set(
+        data.beats,
+        list(cfg.split.common_records),
+        dict(cfg.split.common_counts),
+        cfg.split.common_seed,
+    )
     b = boundary_sample(5.0, 360.0)
     assert b == 108_000
     expected = 0

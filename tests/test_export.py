@@ -20,17 +20,27 @@ from ecgcnn.models import CNN1D, ConvSpec
 from ecgcnn.training.checkpoint import save_checkpoint
 
 CLASSES = ["N", "S", "V", "F", "Q"]
-DATA = {"fs": 360.0, "leads": ["MLII"], "resample": True,
-        "filter": {"kind": "bandpass", "low_hz": 0.5, "high_hz": 40.0, "order": 2},
-        "beat": {"before": 90, "after": 162, "length": 128, "trio": True}}
+DATA = {
+    "fs": 360.0,
+    "leads": ["MLII"],
+    "resample": True,
+    "filter": {"kind": "bandpass", "low_hz": 0.5, "high_hz": 40.0, "order": 2},
+    "beat": {"before": 90, "after": 162, "length": 128, "trio": True},
+}
 NRR = len(RR_FEATURES)
 KIRANYAZ = [ConvSpec(32, 15), ConvSpec(16, 15, pool_size=14, pool_stride=14)]
 
 
 def make_model(seed: int = 0, **kw) -> CNN1D:
     torch.manual_seed(seed)
-    args = {"in_channels": 2, "length": 128, "n_rr": NRR, "n_classes": 5, "conv": KIRANYAZ,
-            "fc": [10]} | kw
+    args = {
+        "in_channels": 2,
+        "length": 128,
+        "n_rr": NRR,
+        "n_classes": 5,
+        "conv": KIRANYAZ,
+        "fc": [10],
+    } | kw
     model = CNN1D(**args)
     if args.get("batch_norm"):  # non-trivial running statistics, so folding BN is tested
         for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):
@@ -42,8 +52,16 @@ def make_model(seed: int = 0, **kw) -> CNN1D:
 
 
 def save(model: CNN1D, path: Path) -> Path:
-    save_checkpoint({"model": model.state_dict(), "model_args": model.model_args,
-                     "classes": CLASSES, "config": {}, "data": DATA}, path)
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "model_args": model.model_args,
+            "classes": CLASSES,
+            "config": {},
+            "data": DATA,
+        },
+        path,
+    )
     return path
 
 
@@ -58,8 +76,10 @@ def exported(tmp_path_factory):
 
 def random_beats(n: int, seed: int = 1):
     g = np.random.default_rng(seed)
-    return (g.normal(0, 0.5, (n, 2, 128)).astype(np.float32),
-            g.uniform(0.3, 1.5, (n, NRR)).astype(np.float32))
+    return (
+        g.normal(0, 0.5, (n, 2, 128)).astype(np.float32),
+        g.uniform(0.3, 1.5, (n, NRR)).astype(np.float32),
+    )
 
 
 def reference(model: CNN1D, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
@@ -133,11 +153,14 @@ def test_runtime_checks_input_shapes(exported):
         rt(x, rr[:, :-1])
 
 
-@pytest.mark.parametrize("kw", [
-    {"batch_norm": True, "dropout": 0.3},  # BN folded, dropout dropped
-    {"activation": "swish", "activation_param": 1.5},  # not monotonic: pool stays after
-    {"activation": "relu", "conv": [ConvSpec(8, 7, pool="avg"), ConvSpec(8, 5, stride=2)]},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"batch_norm": True, "dropout": 0.3},  # BN folded, dropout dropped
+        {"activation": "swish", "activation_param": 1.5},  # not monotonic: pool stays after
+        {"activation": "relu", "conv": [ConvSpec(8, 7, pool="avg"), ConvSpec(8, 5, stride=2)]},
+    ],
+)
 def test_fused_model_equals_the_original(kw):
     model = make_model(**kw)
     x, rr = random_beats(300, seed=3)
@@ -176,9 +199,18 @@ def test_console_script_bad_format_is_one_error_line(tmp_path, exported):
     script = Path(sys.executable).with_name("ecgcnn-export")
     assert script.is_file(), "pip install -e . installs the ecgcnn-export console script"
     proc = subprocess.run(
-        [str(script), f"checkpoint={exported[1]}", "format=tflite",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        [
+            str(script),
+            f"checkpoint={exported[1]}",
+            "format=tflite",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines == ["error: format: unknown export format 'tflite' (torchscript | onnx)"]
@@ -206,4 +238,3 @@ def test_exports_match_pytorch_on_real_beats(mitdb, tmp_path, exported):
         out = load_runtime(path)(x, rr)
         assert np.abs(out - ref).max() < 1e-5, path
         assert (out.argmax(1) == ref.argmax(1)).all()
-

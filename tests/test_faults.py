@@ -36,21 +36,33 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 def test_unwritable_output_is_one_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(EcgError, match="cannot write"), \
-            atomic_output(blocker / "metrics.json", "w") as fh:
+    with (
+        pytest.raises(EcgError, match="cannot write"),
+        atomic_output(blocker / "metrics.json", "w") as fh,
+    ):
         fh.write("{}")
 
 
 def _sweep(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "ecgcnn.apps.finetune", "-m", *args],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecgcnn.apps.finetune", "-m", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
 def test_killed_multirun_resumes_to_the_same_summary(mitdb, tmp_path):
-    common = ["record=100,119,208", "trainer.max_epochs=3", "report=false",
-              "trainer.resume=true", f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'c'}"]
+    common = [
+        "record=100,119,208",
+        "trainer.max_epochs=3",
+        "report=false",
+        "trainer.resume=true",
+        f"data.root={mitdb}",
+        f"data.cache_dir={tmp_path / 'c'}",
+    ]
     ref = _sweep([*common, f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.wait(timeout=600) == 0, ref.stderr.read().decode()[-2000:]
 

@@ -27,8 +27,10 @@ def cache(tmp_path_factory):
 
 
 def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
-    cfg = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
-                               "split.minutes=3", *FAST])
+    cfg = compose(
+        "finetune",
+        ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}", "split.minutes=3", *FAST],
+    )
     m = finetune_patient(cfg, tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["record"] == "119" and saved["minutes"] == 3.0
@@ -38,8 +40,9 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
     from ecgcnn.data.splits import draw_common_set
 
     beats = load_beats(cfg.data, records=list(cfg.split.common_records)).beats
-    common = draw_common_set(beats, list(cfg.split.common_records),
-                             dict(cfg.split.common_counts), cfg.split.common_seed)
+    common = draw_common_set(
+        beats, list(cfg.split.common_records), dict(cfg.split.common_counts), cfg.split.common_seed
+    )
     b119 = beats["119"]
     after = b119.sample >= 3 * 60 * 360
     in_common = np.isin(b119.keys(), common.keys())
@@ -78,9 +81,17 @@ def test_one_patient_split_and_metrics(mitdb, cache, tmp_path):
         np.testing.assert_allclose(z["proba_add"], p, atol=1e-6)
 
     # a common model of the other view is refused, naming the file
-    bad = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
-                               "split.minutes=3", *FAST,
-                               f"init_from=[{tmp_path / 'model_add.pt'},{tmp_path / 'model.pt'}]"])
+    bad = compose(
+        "finetune",
+        [
+            "record=119",
+            f"data.root={mitdb}",
+            f"data.cache_dir={cache}",
+            "split.minutes=3",
+            *FAST,
+            f"init_from=[{tmp_path / 'model_add.pt'},{tmp_path / 'model.pt'}]",
+        ],
+    )
     with pytest.raises(EcgError, match="model_add.pt was trained on 'add' input"):
         finetune_patient(bad, tmp_path / "bad")
 
@@ -90,11 +101,13 @@ def test_summary_scores_each_view_alone(tmp_path):
     ys, preds = [], {"none": [], "add": []}
     for rec in ("100", "101"):
         y = rng.integers(0, 5, 300)
-        view_pred = {v: np.where(rng.random(300) < 0.7, y, rng.integers(0, 5, 300))
-                     for v in preds}
+        view_pred = {v: np.where(rng.random(300) < 0.7, y, rng.integers(0, 5, 300)) for v in preds}
         m = score(y, view_pred["none"], records=np.full(300, rec))
-        m.update(record=rec, minutes=5.0, view_confusion={
-            v: score(y, p)["confusion"] for v, p in view_pred.items()})
+        m.update(
+            record=rec,
+            minutes=5.0,
+            view_confusion={v: score(y, p)["confusion"] for v, p in view_pred.items()},
+        )
         (tmp_path / f"{rec}_m5").mkdir()
         (tmp_path / f"{rec}_m5" / "metrics.json").write_text(json.dumps(m))
         ys.append(y)
@@ -158,16 +171,31 @@ def test_summary_operating_points_from_scores(tmp_path):
 
 
 def _run(args, tmp_path, timeout=600):
-    return subprocess.run([sys.executable, "-m", "ecgcnn.apps.finetune", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ecgcnn.apps.finetune", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        check=False,
+    )
 
 
 def test_two_patient_multirun_with_joblib(mitdb, cache, tmp_path):
     sweep = tmp_path / "sweep"
-    r = _run(["-m", "record=100,119", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-              f"hydra.sweep.dir={sweep}", f"data.root={mitdb}", f"data.cache_dir={cache}",
-              *FAST], tmp_path)
+    r = _run(
+        [
+            "-m",
+            "record=100,119",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+            f"data.root={mitdb}",
+            f"data.cache_dir={cache}",
+            *FAST,
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p.name for p in sweep.iterdir() if p.is_dir()} >= {"100_m5.0", "119_m5.0"}
     s = json.loads((sweep / "summary.json").read_text())
@@ -177,9 +205,19 @@ def test_two_patient_multirun_with_joblib(mitdb, cache, tmp_path):
 
 def test_submitit_local_launcher_one_patient(mitdb, cache, tmp_path):
     sweep = tmp_path / "sweep"
-    r = _run(["-m", "record=100", "hydra/launcher=submitit_local",
-              "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}",
-              f"data.root={mitdb}", f"data.cache_dir={cache}", *FAST], tmp_path)
+    r = _run(
+        [
+            "-m",
+            "record=100",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            f"hydra.sweep.dir={sweep}",
+            f"data.root={mitdb}",
+            f"data.cache_dir={cache}",
+            *FAST,
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((sweep / "100_m5.0" / "metrics.json").read_text())
     assert m["record"] == "100" and m["n_beats"] > 1500
@@ -193,8 +231,7 @@ def test_slurm_launcher_config_composes():
     from ecgcnn.apps import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = hcompose("finetune", ["record=100", "hydra/launcher=slurm"],
-                       return_hydra_config=True)
+        cfg = hcompose("finetune", ["record=100", "hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.cpus_per_task == 1
 
@@ -225,8 +262,16 @@ def test_detector_aligned_training_beats(mitdb, cache):
 
 
 def test_finetune_with_detector_peaks(mitdb, cache, tmp_path):
-    cfg = compose("finetune", ["record=119", f"data.root={mitdb}", f"data.cache_dir={cache}",
-                               "train_peaks=detector", *FAST])
+    cfg = compose(
+        "finetune",
+        [
+            "record=119",
+            f"data.root={mitdb}",
+            f"data.cache_dir={cache}",
+            "train_peaks=detector",
+            *FAST,
+        ],
+    )
     m = finetune_patient(cfg, tmp_path)
     assert m["n_beats"] > 1500 and (tmp_path / "model.pt").is_file()
     bad = compose("finetune", ["record=119", "train_peaks=nowhere", *FAST])
@@ -254,9 +299,16 @@ def test_synthetic_abnormal_beats_use_other_patients_first_minutes_only(monkeypa
     recs = ["100", "101", "103"]
     beats = {r: fake_record(r, seed=i) for i, r in enumerate(recs)}
     boundary = 100 * 288  # the first 100 beats of each fake record
-    cfg = compose("finetune", ["record=101", f"split.minutes={boundary / 360 / 60}",
-                               f"split.records=[{','.join(recs)}]", "synth.n_per_class=12",
-                               "abs.per_patient=50"])
+    cfg = compose(
+        "finetune",
+        [
+            "record=101",
+            f"split.minutes={boundary / 360 / 60}",
+            f"split.records=[{','.join(recs)}]",
+            "synth.n_per_class=12",
+            "abs.per_patient=50",
+        ],
+    )
     own = beats["101"].subset(beats["101"].sample < boundary)
     syn = synthetic_beats(cfg, beats, "101", own)
     assert syn.counts()["S"] == syn.counts()["V"] == 12

@@ -23,18 +23,35 @@ PATHS = [False, pytest.param(True, marks=needs_cc)]
 ARCHS = {
     "kiranyaz2016": {},
     "relu, batch norm, no pooling last": {
-        "conv": [ConvSpec(8, 7), ConvSpec(12, 5, pool_size=2, pool_stride=2),
-                 ConvSpec(6, 3, pool="none", pool_size=1, pool_stride=1)],
-        "fc": [7, 4], "activation": "relu", "batch_norm": True},
+        "conv": [
+            ConvSpec(8, 7),
+            ConvSpec(12, 5, pool_size=2, pool_stride=2),
+            ConvSpec(6, 3, pool="none", pool_size=1, pool_stride=1),
+        ],
+        "fc": [7, 4],
+        "activation": "relu",
+        "batch_norm": True,
+    },
     "strided convs": {
-        "conv": [ConvSpec(8, 9, stride=2, pool="none", pool_size=1, pool_stride=1),
-                 ConvSpec(6, 5, stride=2, pool_size=2, pool_stride=2)], "fc": [5]},
+        "conv": [
+            ConvSpec(8, 9, stride=2, pool="none", pool_size=1, pool_stride=1),
+            ConvSpec(6, 5, stride=2, pool_size=2, pool_stride=2),
+        ],
+        "fc": [5],
+    },
     "swish (activation before pooling), average pooling": {
-        "conv": [ConvSpec(8, 7, pool="avg", pool_size=2, pool_stride=2),
-                 ConvSpec(6, 5, pool_size=3, pool_stride=3)], "fc": [5], "activation": "swish"},
+        "conv": [
+            ConvSpec(8, 7, pool="avg", pool_size=2, pool_stride=2),
+            ConvSpec(6, 5, pool_size=3, pool_stride=3),
+        ],
+        "fc": [5],
+        "activation": "swish",
+    },
     "pool 5 (blocks do not divide the length), no RR": {
-        "conv": [ConvSpec(4, 11, pool_size=5, pool_stride=5), ConvSpec(6, 5)], "fc": [6],
-        "n_rr": 0},
+        "conv": [ConvSpec(4, 11, pool_size=5, pool_stride=5), ConvSpec(6, 5)],
+        "fc": [6],
+        "n_rr": 0,
+    },
 }
 
 
@@ -43,7 +60,7 @@ ARCHS = {
 def test_gemm_runtime_equals_the_model(name, use_native):
     model = make_model(seed=3, **ARCHS[name])
     x, rr = random_beats(333)
-    rr = rr[:, :model.n_rr]
+    rr = rr[:, : model.n_rr]
     # 333 beats: 4 chunks, one short
     gemm = GemmCNN1D(fuse_for_inference(model), chunk=100, native=use_native)
     assert gemm.native is use_native
@@ -63,10 +80,10 @@ def test_toeplitz_matrix_is_the_convolution():
     x = torch.randn(1, 2, 128)
     xp = torch.nn.functional.pad(x, (f["pad_left"], f["pad_right"]))
     block = 4  # any block: its input window, flattened (C_in, span)
-    u = xp[0, :, block * f["stride"]:block * f["stride"] + f["span"]].reshape(1, -1)
+    u = xp[0, :, block * f["stride"] : block * f["stride"] + f["span"]].reshape(1, -1)
     out = (u @ gemm.toeplitz).view(f["positions"], -1) + conv.bias.detach()
     with torch.no_grad():
-        ref = conv(x)[0, :, block * f["positions"]:(block + 1) * f["positions"]].t()
+        ref = conv(x)[0, :, block * f["positions"] : (block + 1) * f["positions"]].t()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
 
 
@@ -97,8 +114,9 @@ def test_checkpoint_runtime_uses_the_gemm_model(tmp_path):
 
 # ----------------------------------------------------------------------------- native kernels
 @needs_cc
-@pytest.mark.parametrize(("size", "act"), [(3, "tanh"), (14, "tanh"), (5, "relu"),
-                                           (1, "identity"), (4, "tanh")])
+@pytest.mark.parametrize(
+    ("size", "act"), [(3, "tanh"), (14, "tanh"), (5, "relu"), (1, "identity"), (4, "tanh")]
+)
 def test_native_pool_bias_act_equals_aten(size, act):
     k = native.load_kernels(required=True)
     y = torch.randn(7, 30, 9) * 4  # 30 rows: pooling 4 or 14 drops a tail, as max_pool1d does
@@ -107,8 +125,9 @@ def test_native_pool_bias_act_equals_aten(size, act):
     want = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda t: t}[act](want)
     got = k.pool_bias_act(y, bias, size, act)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
-    torch.testing.assert_close(k.pool_bias_act(y, bias, size, act, pooled=1), want[:, :1],
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        k.pool_bias_act(y, bias, size, act, pooled=1), want[:, :1], atol=1e-6, rtol=0
+    )
 
 
 @needs_cc
@@ -121,8 +140,9 @@ def test_native_tanh_is_accurate_over_its_range():
 
 
 @needs_cc
-@pytest.mark.parametrize(("span", "step", "pad", "n_blocks"), [(20, 6, 7, 22), (9, 4, 0, 3),
-                                                               (5, 5, 2, 40)])
+@pytest.mark.parametrize(
+    ("span", "step", "pad", "n_blocks"), [(20, 6, 7, 22), (9, 4, 0, 3), (5, 5, 2, 40)]
+)
 def test_native_blocks_equal_pad_and_unfold(span, step, pad, n_blocks):
     k = native.load_kernels(required=True)
     x = torch.randn(5, 2, 128)

@@ -31,9 +31,14 @@ from ecgcnn.training.inter_patient import (
 
 def _beats(record: str, y) -> BeatSet:
     n = len(y)
-    return BeatSet(x=np.zeros((n, 1, 8), np.float32), rr=np.ones((n, 9), np.float32),
-                   y=np.asarray(y, np.int64), sample=np.arange(n, dtype=np.int64) * 300,
-                   record=np.full(n, record, "<U8"), symbol=np.full(n, "N", "<U2"))
+    return BeatSet(
+        x=np.zeros((n, 1, 8), np.float32),
+        rr=np.ones((n, 9), np.float32),
+        y=np.asarray(y, np.int64),
+        sample=np.arange(n, dtype=np.int64) * 300,
+        record=np.full(n, record, "<U8"),
+        symbol=np.full(n, "N", "<U2"),
+    )
 
 
 def test_ds1_validation_holds_out_whole_records_and_never_touches_ds2():
@@ -56,8 +61,16 @@ def test_calibrated_prior_maximises_f1_and_folds_into_the_bias():
     # 4 N, 2 S beats. w=1: no beat called S (F1 0); w=2: both S beats (0.64 > 0.58,
     # 0.6 > 0.55) and no N beat (0.5 < 0.7): F1 1; w=4: also the third N beat (1.0 > 0.7): F1 0.8
     y = np.array([0, 0, 0, 0, 1, 1])
-    p = np.array([[.9, .05, .05, 0, 0], [.8, .1, .1, 0, 0], [.7, .25, .05, 0, 0],
-                  [.9, .1, 0, 0, 0], [.58, .32, .1, 0, 0], [.55, .3, .15, 0, 0]])
+    p = np.array(
+        [
+            [0.9, 0.05, 0.05, 0, 0],
+            [0.8, 0.1, 0.1, 0, 0],
+            [0.7, 0.25, 0.05, 0, 0],
+            [0.9, 0.1, 0, 0, 0],
+            [0.58, 0.32, 0.1, 0, 0],
+            [0.55, 0.3, 0.15, 0, 0],
+        ]
+    )
     assert calibrate_prior(y, p, ("S",), grid=(1.0, 2.0, 4.0)) == {"S": 2.0}
     assert calibrate_prior(y, p, ("S",), grid=(1.0, 4.0)) == {"S": 4.0}
     model = build_model(compose("inter_patient").model, 4, 128, len(RR_FEATURES), 5).eval()
@@ -66,8 +79,9 @@ def test_calibrated_prior_maximises_f1_and_folds_into_the_bias():
     fold_prior(model, {"S": 3.0, "V": 0.5})
     w = np.array([1, 3.0, 0.5, 1, 1])
     expect = (p0 * w) / (p0 * w).sum(1, keepdims=True)
-    np.testing.assert_allclose(torch.softmax(model(x, rr), 1).detach().numpy(), expect,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        torch.softmax(model(x, rr), 1).detach().numpy(), expect, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_constant_rr_features_are_folded_out_of_the_model():
@@ -85,9 +99,21 @@ def test_constant_rr_features_are_folded_out_of_the_model():
 def test_benchmark_quick_mode_prints_its_json_line(mitdb, tmp_path):
     env = {**os.environ, "ECGCNN_DATA_DIR": str(mitdb)}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark_inter_patient.py"), "--quick",
-         "--out", str(tmp_path / "run"), f"data.cache_dir={tmp_path / 'cache'}"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+        [
+            sys.executable,
+            str(REPO / "scripts" / "benchmark_inter_patient.py"),
+            "--quick",
+            "--out",
+            str(tmp_path / "run"),
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"wall_s", "DS2", "SVDB"} <= set(last)
@@ -110,8 +136,11 @@ def test_shipped_model_reproduces_its_card_on_ds2(mitdb, tmp_path):
     figures = json.loads(re.search(r"```json\n(.*?)\n```", card, re.DOTALL).group(1))
     cfg = compose("inter_patient")
     # the checkpoint's own beat settings, with this machine's data and cache folders
-    data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck["data"],
-                               {"root": str(mitdb), "cache_dir": str(tmp_path)})
+    data_cfg = OmegaConf.merge(
+        OmegaConf.structured(DataConfig),
+        ck["data"],
+        {"root": str(mitdb), "cache_dir": str(tmp_path)},
+    )
     ds2 = [str(r) for r in cfg.split.test_records]
     beats = load_beats(data_cfg, records=ds2)
     bs = BeatSet.concat([beats.beats[r] for r in ds2])

@@ -57,25 +57,55 @@ def test_open_ended_driver_gives_replays_events():
     cfg, fs = OmegaConf.structured(DataConfig), 360.0
     alarms = OmegaConf.structured(AlarmConfig)
     ref: list[dict] = []
-    replay(sig[:, :1], fs, BeatStream(cfg, fs, 1), wide_is_v, 0.5, False,
-           AlarmEngine(alarms, fs, CLASSES), ref.append)
+    replay(
+        sig[:, :1],
+        fs,
+        BeatStream(cfg, fs, 1),
+        wide_is_v,
+        0.5,
+        False,
+        AlarmEngine(alarms, fs, CLASSES),
+        ref.append,
+    )
     got: list[dict] = []
     step = 180
-    chunks = (sig[s:s + step, :1] for s in range(0, len(sig), step))
+    chunks = (sig[s : s + step, :1] for s in range(0, len(sig), step))
     seen = []
-    live_adapter.run_chunks(chunks, fs, 1, cfg, wide_is_v, CLASSES, alarms, 4.0,
-                            lambda c, s: seen.append((s, len(c))), got.append)
+    live_adapter.run_chunks(
+        chunks,
+        fs,
+        1,
+        cfg,
+        wide_is_v,
+        CLASSES,
+        alarms,
+        4.0,
+        lambda c, s: seen.append((s, len(c))),
+        got.append,
+    )
     assert got == ref  # beats, classes, alarms and when they were raised
-    assert sum(e["type"] == "alarm" for e in ref) >= 1 and sum(e["k"] == 2 for e in ref
-                                                               if e["type"] == "beat") >= 10
+    assert (
+        sum(e["type"] == "alarm" for e in ref) >= 1
+        and sum(e["k"] == 2 for e in ref if e["type"] == "beat") >= 10
+    )
     assert seen[0] == (0, step) and sum(n for _, n in seen) == len(sig)  # every sample, in order
     # irregular chunks: the same beats and classes (the stream is chunk-invariant)
     rng = np.random.default_rng(0)
     cuts = np.cumsum(rng.integers(1, 700, size=len(sig) // 100))
     odd: list[dict] = []
-    live_adapter.run_chunks(np.split(sig[:, :1], cuts[cuts < len(sig)]), fs, 1, cfg, wide_is_v,
-                            CLASSES, alarms, 4.0, lambda c, s: None, odd.append)
-    beats = (lambda evs: [(e["sample"], e["k"]) for e in evs if e["type"] == "beat"])
+    live_adapter.run_chunks(
+        np.split(sig[:, :1], cuts[cuts < len(sig)]),
+        fs,
+        1,
+        cfg,
+        wide_is_v,
+        CLASSES,
+        alarms,
+        4.0,
+        lambda c, s: None,
+        odd.append,
+    )
+    beats = lambda evs: [(e["sample"], e["k"]) for e in evs if e["type"] == "beat"]
     assert beats(odd) == beats(ref)
 
 
@@ -94,8 +124,18 @@ def test_record_replay_is_held_by_the_hook_and_events_match_the_monitor():
         feed.wait(start, len(chunk))
         feed.push_samples(chunk, start)
 
-    live_adapter.run_record(sig[:, :1], fs, cfg, wide_is_v, CLASSES,
-                            OmegaConf.structured(AlarmConfig), 0.1, 4.0, hook, on_event)
+    live_adapter.run_record(
+        sig[:, :1],
+        fs,
+        cfg,
+        wide_is_v,
+        CLASSES,
+        OmegaConf.structured(AlarmConfig),
+        0.1,
+        4.0,
+        hook,
+        on_event,
+    )
     assert feed.n == len(sig)
     beats = [e for e in events if e["type"] == "beat"]
     assert {"type", "t", "sample", "class", "p"} == set(beats[0])
@@ -116,7 +156,8 @@ def test_records_in_any_format_reach_the_page(tmp_path, synth_dir):
     same = live_adapter.read_signal("/nowhere", str(synth_dir / "s1"), ["MLII"])  # a path
     assert np.array_equal(same[1], x)
     edfio.Edf([edfio.EdfSignal(sig[:, 0], 360, label="ECG1", physical_dimension="mV")]).write(
-        tmp_path / "r.edf")
+        tmp_path / "r.edf"
+    )
     name, x, fs = live_adapter.read_signal(None, str(tmp_path / "r.edf"), ["MLII"], lead="ECG1")
     assert name == "r.edf" and fs == 360.0 and np.allclose(x[:, 0], sig[:, 0], atol=1e-3)
     with pytest.raises(EcgError, match="fs"):
@@ -214,28 +255,52 @@ def test_a_followed_csv_runs_through_the_page(tmp_path):
     def writer():
         with open(path, "a") as fh:
             for a in range(0, len(text), 20_000):
-                fh.write(text[a:a + 20_000])
+                fh.write(text[a : a + 20_000])
                 fh.flush()
                 time.sleep(0.1)
 
-    cfg = compose("live", [f"record={path}", "follow=true", "fs=360", "idle_timeout_s=1",
-                           "linger_s=0", f"port={free_port()}"])
+    cfg = compose(
+        "live",
+        [
+            f"record={path}",
+            "follow=true",
+            "fs=360",
+            "idle_timeout_s=1",
+            "linger_s=0",
+            f"port={free_port()}",
+        ],
+    )
     th = threading.Thread(target=writer)
     th.start()
     urls = []
-    feed = run_live(cfg, tmp_path / "run", wide_is_v, OmegaConf.structured(DataConfig),
-                    CLASSES, on_ready=lambda url, feed: urls.append(url))
+    feed = run_live(
+        cfg,
+        tmp_path / "run",
+        wide_is_v,
+        OmegaConf.structured(DataConfig),
+        CLASSES,
+        on_ready=lambda url, feed: urls.append(url),
+    )
     th.join()
     assert urls == [f"http://127.0.0.1:{cfg.port}/"] and not feed.paced and feed.done
     got = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     ref: list[dict] = []
     x = parse_csv_lines(text.splitlines(), [0], "x")
-    replay(x, 360.0, BeatStream(OmegaConf.structured(DataConfig), 360.0, 1), wide_is_v, 1.0,
-           False, AlarmEngine(OmegaConf.structured(AlarmConfig), 360.0, CLASSES), ref.append)
+    replay(
+        x,
+        360.0,
+        BeatStream(OmegaConf.structured(DataConfig), 360.0, 1),
+        wide_is_v,
+        1.0,
+        False,
+        AlarmEngine(OmegaConf.structured(AlarmConfig), 360.0, CLASSES),
+        ref.append,
+    )
     beats = [(e["sample"], CLASSES[e["k"]]) for e in ref if e["type"] == "beat"]
     assert [(e["sample"], e["class"]) for e in got if e["type"] == "beat"] == beats
-    assert [e["rule"] for e in got if e["type"] == "alarm"] == \
-        [e["rule"] for e in ref if e["type"] == "alarm"]
+    assert [e["rule"] for e in got if e["type"] == "alarm"] == [
+        e["rule"] for e in ref if e["type"] == "alarm"
+    ]
     assert feed.n == len(sig) and feed.n_beats == len(beats)
 
 
@@ -247,17 +312,30 @@ def _ckpt(path: Path) -> Path:
 
     torch.manual_seed(0)
     m = build_model(compose("train").model, 2, 128, len(RR_FEATURES), len(CLASSES))
-    save_checkpoint({"model": m.state_dict(), "model_args": m.model_args,
-                     "classes": list(CLASSES),
-                     "data": OmegaConf.to_container(OmegaConf.structured(DataConfig))}, path)
+    save_checkpoint(
+        {
+            "model": m.state_dict(),
+            "model_args": m.model_args,
+            "classes": list(CLASSES),
+            "data": OmegaConf.to_container(OmegaConf.structured(DataConfig)),
+        },
+        path,
+    )
     return path
 
 
 def _cli(args, tmp_path, **kw):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, "-m", "ecgcnn.apps.live", *args,
-                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120, check=False, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ecgcnn.apps.live", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+        **kw,
+    )
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path, synth_dir):
@@ -270,8 +348,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, synth_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = _cli([f"checkpoint={ck}", "record=s1", f"data.root={synth_dir}", f"port={port}"],
-                 tmp_path)
+        r = _cli(
+            [f"checkpoint={ck}", "record=s1", f"data.root={synth_dir}", f"port={port}"], tmp_path
+        )
     err = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert err[0].startswith(f"error: port: {port} on 127.0.0.1 cannot be used")
@@ -286,9 +365,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, synth_dir):
         from ecgcnn.monitor.live import run_live
 
         dcfg = OmegaConf.merge(OmegaConf.structured(DataConfig), {"fs": 250.0})
-        run_live(OmegaConf.merge(cfg, {"record": "s1", "data": {"root": str(synth_dir)},
-                                       "port": free_port()}), tmp_path / "o", wide_is_v, dcfg,
-                 CLASSES)
+        run_live(
+            OmegaConf.merge(
+                cfg, {"record": "s1", "data": {"root": str(synth_dir)}, "port": free_port()}
+            ),
+            tmp_path / "o",
+            wide_is_v,
+            dcfg,
+            CLASSES,
+        )
 
 
 def test_stdin_gives_the_monitors_events(tmp_path):
@@ -298,19 +383,37 @@ def test_stdin_gives_the_monitors_events(tmp_path):
     sig, _, _ = synth_ecg(50, v_every=3)
     _write_csv(tmp_path / "ecg.csv", sig)
     with open(tmp_path / "ecg.csv") as fh:
-        r = _cli([f"checkpoint={ck}", "record=-", "fs=360", "linger_s=0",
-                  f"port={free_port()}"], tmp_path, stdin=fh)
+        r = _cli(
+            [f"checkpoint={ck}", "record=-", "fs=360", "linger_s=0", f"port={free_port()}"],
+            tmp_path,
+            stdin=fh,
+        )
     assert r.returncode == 0, r.stderr
-    mon = subprocess.run([sys.executable, "-m", "ecgcnn.apps.monitor", f"checkpoint={ck}",
-                          f"input={tmp_path / 'ecg.csv'}", "fs=360", "plot.enabled=false",
-                          f"hydra.run.dir={tmp_path / 'mon'}"], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120, check=False)
+    mon = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ecgcnn.apps.monitor",
+            f"checkpoint={ck}",
+            f"input={tmp_path / 'ecg.csv'}",
+            "fs=360",
+            "plot.enabled=false",
+            f"hydra.run.dir={tmp_path / 'mon'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert mon.returncode == 0, mon.stderr
 
     def events(d):
         ev = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
-        return ([(e["sample"], e["class"], e["p"]) for e in ev if e["type"] == "beat"],
-                [(e["rule"], e["t"]) for e in ev if e["type"] == "alarm"])
+        return (
+            [(e["sample"], e["class"], e["p"]) for e in ev if e["type"] == "beat"],
+            [(e["rule"], e["t"]) for e in ev if e["type"] == "alarm"],
+        )
 
     live_beats, live_alarms = events(tmp_path / "run")
     mon_beats, mon_alarms = events(tmp_path / "mon")
@@ -346,9 +449,20 @@ def model_119(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("live119")
     torch.set_num_threads(1)
-    finetune_patient(compose("finetune", ["record=119", "trainer.max_epochs=3", "report=false",
-                                          "views=[none]", f"data.root={mitdb}",
-                                          f"data.cache_dir={tmp / 'cache'}"]), tmp / "m")
+    finetune_patient(
+        compose(
+            "finetune",
+            [
+                "record=119",
+                "trainer.max_epochs=3",
+                "report=false",
+                "views=[none]",
+                f"data.root={mitdb}",
+                f"data.cache_dir={tmp / 'cache'}",
+            ],
+        ),
+        tmp / "m",
+    )
     return tmp / "m" / "model.pt", mitdb
 
 
@@ -357,17 +471,32 @@ def _events(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_CHROMIUM and not os.environ.get("CI"),
-                    reason="chromium / chromedriver not installed (CI installs them)")
+@pytest.mark.skipif(
+    not HAVE_CHROMIUM and not os.environ.get("CI"),
+    reason="chromium / chromedriver not installed (CI installs them)",
+)
 def test_page_in_chromium_shows_the_monitors_beats_and_alarms(model_119, tmp_path):
     from ecgcnn.monitor.live_probe import chromium, click, page_state, wait_for
 
     ck, mitdb = model_119
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ecgcnn.apps.live", f"checkpoint={ck}",
-                             "record=119", f"data.root={mitdb}", "speed=10", f"port={port}",
-                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ecgcnn.apps.live",
+            f"checkpoint={ck}",
+            "record=119",
+            f"data.root={mitdb}",
+            "speed=10",
+            f"port={port}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     drv = None
     try:
         line = ""
@@ -378,14 +507,19 @@ def test_page_in_chromium_shows_the_monitors_beats_and_alarms(model_119, tmp_pat
         assert url == f"http://127.0.0.1:{port}/"
         drv = chromium()
         drv.get(url)
-        s = wait_for(drv, lambda s: len(s["alarm_rule"]) >= 2 and len(s["beat_sample"]) >= 30,
-                     90, "two alarms and 30 beats on the page")
+        s = wait_for(
+            drv,
+            lambda s: len(s["alarm_rule"]) >= 2 and len(s["beat_sample"]) >= 30,
+            90,
+            "two alarms and 30 beats on the page",
+        )
         ev = _events(tmp_path / "run" / "events.jsonl")
         # every beat mark on the page is the monitor's beat with its class, none is missing
         page = list(zip(s["beat_sample"], s["beat_cls"]))
         lo, hi = min(s["beat_sample"]), max(s["beat_sample"])
-        logged = [(e["sample"], e["class"]) for e in ev if e["type"] == "beat"
-                  and lo <= e["sample"] <= hi]
+        logged = [
+            (e["sample"], e["class"]) for e in ev if e["type"] == "beat" and lo <= e["sample"] <= hi
+        ]
         assert page == logged and {"N", "V"} <= set(s["beat_cls"])
         logged_alarms = [(e["rule"], e["severity"], e["t"]) for e in ev if e["type"] == "alarm"]
         shown = list(zip(s["alarm_rule"], s["alarm_severity"], s["alarm_t"]))
@@ -411,16 +545,20 @@ def test_page_in_chromium_shows_the_monitors_beats_and_alarms(model_119, tmp_pat
         # next alarm: runs ahead, stops with the new alarm on the strip
         n_alarms = len(b["alarm_rule"])
         click(drv, "next_alarm")
-        c = wait_for(drv, lambda s: s["paused"] and len(s["alarm_rule"]) > n_alarms, 60,
-                     "the next alarm")
-        assert c["t_shown"] > b["t_shown"] and c["t_shown"] - 10 <= c["alarm_t"][0] <= \
-            c["t_shown"]
+        c = wait_for(
+            drv, lambda s: s["paused"] and len(s["alarm_rule"]) > n_alarms, 60, "the next alarm"
+        )
+        assert c["t_shown"] > b["t_shown"] and c["t_shown"] - 10 <= c["alarm_t"][0] <= c["t_shown"]
         drv.save_screenshot(str(out / "live_page_next_alarm.png"))
         # speed buttons: 1x, then go on (the status names the speed the replay runs at)
         click(drv, "speed", 0)
         click(drv, "pause")
-        d = wait_for(drv, lambda s: not s["paused"] and s["speed"] == 0 and "1x" in s["status"],
-                     10, "1x, running")
+        d = wait_for(
+            drv,
+            lambda s: not s["paused"] and s["speed"] == 0 and "1x" in s["status"],
+            10,
+            "1x, running",
+        )
         wait_for(drv, lambda s: s["t_shown"] > d["t_shown"], 10, "the strip moving again")
     finally:
         if drv is not None:
@@ -430,13 +568,27 @@ def test_page_in_chromium_shows_the_monitors_beats_and_alarms(model_119, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_CHROMIUM and not os.environ.get("CI"),
-                    reason="chromium / chromedriver not installed (CI installs them)")
+@pytest.mark.skipif(
+    not HAVE_CHROMIUM and not os.environ.get("CI"),
+    reason="chromium / chromedriver not installed (CI installs them)",
+)
 def test_bench_live_quick(model_119):
     ck, _ = model_119
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_live.py"), "--quick",
-                        "--checkpoint", str(ck), "--port", str(free_port())],
-                       capture_output=True, text=True, timeout=240, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench_live.py"),
+            "--quick",
+            "--checkpoint",
+            str(ck),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["speed"] == 10 and {"lag_s_p95", "cpu_percent"} <= set(res)

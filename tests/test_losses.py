@@ -15,10 +15,13 @@ WEIGHTS = torch.tensor([2.0, 1.0, 0.5])
 
 
 def test_cross_entropy_matches_torch():
-    torch.testing.assert_close(build_loss("cross_entropy")(LOGITS, TARGET),
-                               F.cross_entropy(LOGITS, TARGET))
-    torch.testing.assert_close(build_loss("cross_entropy", WEIGHTS)(LOGITS, TARGET),
-                               F.cross_entropy(LOGITS, TARGET, weight=WEIGHTS))
+    torch.testing.assert_close(
+        build_loss("cross_entropy")(LOGITS, TARGET), F.cross_entropy(LOGITS, TARGET)
+    )
+    torch.testing.assert_close(
+        build_loss("cross_entropy", WEIGHTS)(LOGITS, TARGET),
+        F.cross_entropy(LOGITS, TARGET, weight=WEIGHTS),
+    )
 
 
 def test_mse_values():
@@ -36,8 +39,9 @@ def test_mse_weighting_is_a_weighted_mean():
     w = torch.tensor([2.0, 1.0, 1.0, 1.0])
     assert build_loss("mse", w)(logits, target).item() == pytest.approx(0.1875 / 3)
     # uniform weights change nothing
-    torch.testing.assert_close(build_loss("mse", torch.full((4,), 3.0))(logits, target),
-                               build_loss("mse")(logits, target))
+    torch.testing.assert_close(
+        build_loss("mse", torch.full((4,), 3.0))(logits, target), build_loss("mse")(logits, target)
+    )
 
 
 def test_hinge_by_hand():

@@ -26,8 +26,9 @@ PUBLISHED_44 = {"N": 90125, "S": 2781, "V": 7009, "F": 803, "Q": 15}
 
 @pytest.fixture(scope="module")
 def prepared(mitdb, tmp_path_factory):
-    cfg = compose("prepare", [f"data.root={mitdb}",
-                              f"data.cache_dir={tmp_path_factory.mktemp('cache')}"])
+    cfg = compose(
+        "prepare", [f"data.root={mitdb}", f"data.cache_dir={tmp_path_factory.mktemp('cache')}"]
+    )
     out = tmp_path_factory.mktemp("prep")
     summary = prepare(cfg, out)
     return cfg, summary, out

@@ -37,9 +37,14 @@ def compose_model(name: str, overrides: list[str] | None = None):
 
 
 def tiny(**kw) -> CNN1D:
-    args = {"in_channels": 1, "length": 8, "n_rr": 2, "n_classes": 3,
-            "conv": [ConvSpec(channels=4, kernel=3, pool="max", pool_size=2, pool_stride=2)],
-            "fc": [5]}
+    args = {
+        "in_channels": 1,
+        "length": 8,
+        "n_rr": 2,
+        "n_classes": 3,
+        "conv": [ConvSpec(channels=4, kernel=3, pool="max", pool_size=2, pool_stride=2)],
+        "fc": [5],
+    }
     args.update(kw)
     return CNN1D(**args)
 
@@ -148,9 +153,15 @@ def test_flops_restores_training_mode():
 
 def test_from_args_round_trip_gives_identical_outputs():
     torch.manual_seed(1)
-    model = tiny(activation="prelu", batch_norm=True, dropout=0.1,
-                 conv=[ConvSpec(4, 3, pool="avg", pool_size=3, pool_stride=2),
-                       ConvSpec(6, 4, stride=2, pool="none")])
+    model = tiny(
+        activation="prelu",
+        batch_norm=True,
+        dropout=0.1,
+        conv=[
+            ConvSpec(4, 3, pool="avg", pool_size=3, pool_stride=2),
+            ConvSpec(6, 4, stride=2, pool="none"),
+        ],
+    )
     model.train()
     model(torch.randn(16, 1, 8), torch.randn(16, 2))  # move the BN running statistics
     # model_args survives a JSON round trip (checkpoints store it as plain data)
@@ -165,8 +176,13 @@ def test_from_args_round_trip_gives_identical_outputs():
 
 def test_feature_length_matches_dry_run():
     # even kernel + stride + overlapping pooling: the arithmetic must match what torch does
-    model = tiny(length=37, conv=[ConvSpec(3, 4, stride=2, pool="max", pool_size=3, pool_stride=2),
-                                  ConvSpec(2, 5, pool="avg", pool_size=2, pool_stride=1)])
+    model = tiny(
+        length=37,
+        conv=[
+            ConvSpec(3, 4, stride=2, pool="max", pool_size=3, pool_stride=2),
+            ConvSpec(2, 5, pool="avg", pool_size=2, pool_stride=1),
+        ],
+    )
     z = model.features(torch.zeros(1, 1, 37))
     assert z.flatten(1).shape[1] == model.n_features
 
@@ -199,9 +215,15 @@ def test_max_pooling_before_a_monotonic_activation_changes_nothing(activation):
     """Training runs max pooling before tanh/relu (cheaper), in the modules' order otherwise;
     outputs and gradients are those of the declared order (activation, then pooling)."""
     torch.manual_seed(0)
-    m = tiny(in_channels=2, length=32, activation=activation,
-             conv=[ConvSpec(8, 5, pool="max", pool_size=3, pool_stride=3),
-                   ConvSpec(4, 3, pool="max", pool_size=2, pool_stride=2)])
+    m = tiny(
+        in_channels=2,
+        length=32,
+        activation=activation,
+        conv=[
+            ConvSpec(8, 5, pool="max", pool_size=3, pool_stride=3),
+            ConvSpec(4, 3, pool="max", pool_size=2, pool_stride=2),
+        ],
+    )
     reordered = [o != sorted(o) for o in m._order]
     assert reordered == [activation in ("tanh", "relu")] * 2
     x, rr = torch.randn(16, 2, 32), torch.randn(16, 2)

@@ -25,8 +25,13 @@ FS = 360.0
 
 
 # ----------------------------------------------------------------------------- helpers
-def ecg(beats: list[tuple[float, str]], seconds: float, seed: int = 0,
-        flat: tuple[float, float] | None = None, clip: tuple[float, float] | None = None):
+def ecg(
+    beats: list[tuple[float, str]],
+    seconds: float,
+    seed: int = 0,
+    flat: tuple[float, float] | None = None,
+    clip: tuple[float, float] | None = None,
+):
     """Synthetic raw lead: narrow N and wide, tall V complexes on wander and noise (mV)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * FS)
@@ -42,14 +47,19 @@ def ecg(beats: list[tuple[float, str]], seconds: float, seed: int = 0,
             x[w] += np.exp(-0.5 * ((tt - tb) / 0.010) ** 2)
             x[w] += 0.25 * np.exp(-0.5 * ((tt - tb - 0.25) / 0.04) ** 2)
     if flat:  # lead off: a constant value
-        x[int(flat[0] * FS):int(flat[1] * FS)] = 0.0
+        x[int(flat[0] * FS) : int(flat[1] * FS)] = 0.0
     if clip:  # amplifier stuck at its rail
-        x[int(clip[0] * FS):int(clip[1] * FS)] = 3.0
+        x[int(clip[0] * FS) : int(clip[1] * FS)] = 3.0
     return x.astype(np.float32)
 
 
-def schedule(seconds: float, rr: float = 0.8, vt_at: float | None = None, vt_beats: int = 4,
-             skip: tuple[float, float] | None = None) -> list[tuple[float, str]]:
+def schedule(
+    seconds: float,
+    rr: float = 0.8,
+    vt_at: float | None = None,
+    vt_beats: int = 4,
+    skip: tuple[float, float] | None = None,
+) -> list[tuple[float, str]]:
     beats, t = [], 0.6
     while t < seconds - 1.0:
         if vt_at is not None and abs(t - vt_at) < rr / 2:
@@ -132,8 +142,9 @@ def test_refractory_period_and_disabled_rule():
 
 
 def test_pause_brady_tachy_from_rr():
-    out = feed(AlarmEngine(alarm_cfg(), FS), "NNNN", rr=0.8) + \
-        feed(AlarmEngine(alarm_cfg(), FS), "NN", rr=2.5)
+    out = feed(AlarmEngine(alarm_cfg(), FS), "NNNN", rr=0.8) + feed(
+        AlarmEngine(alarm_cfg(), FS), "NN", rr=2.5
+    )
     assert rules(out) == ["pause"] and out[0]["rr_s"] == pytest.approx(2.5, abs=1e-2)
     out = feed(AlarmEngine(alarm_cfg(), FS), "N" * 12, rr=1.7)  # 35 bpm, no pause (< 2 s)
     assert rules(out) == ["brady"]
@@ -161,16 +172,24 @@ def _stream(x, cfg=None, chunk_s=1.0, classifier=width_classifier, alarms=None):
     return replay(x, FS, st, classifier, chunk_s, alarms=alarms), st
 
 
-@pytest.mark.parametrize("kind,template", [("bandpass", "none"), ("median+bandpass", "none"),
-                                           ("bandpass", "add"), ("bandpass", "replace")])
+@pytest.mark.parametrize(
+    "kind,template",
+    [
+        ("bandpass", "none"),
+        ("median+bandpass", "none"),
+        ("bandpass", "add"),
+        ("bandpass", "replace"),
+    ],
+)
 def test_streamed_windows_equal_extract_beats(kind, template):
     x = ecg(schedule(75.0, rr=0.75, vt_at=30.0), 75.0, seed=3)
-    cfg = OmegaConf.merge(data_cfg(), {"filter": {"kind": kind},
-                                       "beat": {"template": template, "template_window": 8}})
+    cfg = OmegaConf.merge(
+        data_cfg(), {"filter": {"kind": kind}, "beat": {"template": template, "template_window": 8}}
+    )
     st = BeatStream(cfg, FS, 1)
     xs, rrs, smp = [], [], []
     for s in range(0, x.size, 360):
-        b = st.push(x[s:s + 360])
+        b = st.push(x[s : s + 360])
         xs.append(b.x), rrs.append(b.rr), smp.append(b.sample)
     b = st.flush()
     xs.append(b.x), rrs.append(b.rr), smp.append(b.sample)
@@ -184,8 +203,7 @@ def test_streamed_windows_equal_extract_beats(kind, template):
     assert away.sum() > 70
     assert np.abs(off.x[away] - xs[away]).max() < 1e-3
     assert np.abs(off.x - xs).max() < 1e-3  # at the edges the segment stops where offline does
-    np.testing.assert_allclose(rrs, rr_features(peaks, FS, 10, 300)[np.isin(peaks, smp)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(rrs, rr_features(peaks, FS, 10, 300)[np.isin(peaks, smp)], rtol=1e-6)
     assert rrs.shape[1] == off.rr.shape[1]
     assert xs.shape[1] == st.channels == {"none": 2, "add": 4, "replace": 2}[template]
 
@@ -222,7 +240,7 @@ def test_chunk_size_changes_nothing():
         r = runs[c]
         assert np.array_equal(r.peaks, ref.peaks) and np.array_equal(r.sample, ref.sample)
         assert np.array_equal(r.probs, ref.probs)
-        drop = (lambda al: [{k: v for k, v in a.items() if k != "t_raised"} for a in al])
+        drop = lambda al: [{k: v for k, v in a.items() if k != "t_raised"} for a in al]
         assert drop(r.alarms) == drop(ref.alarms)
 
 
@@ -268,10 +286,13 @@ def test_score_stream_follows_bxb_for_missed_and_extra_beats():
 def test_monitor_app_on_a_csv_stream(tmp_path):
     x = ecg(schedule(40.0, vt_at=20.0), 40.0)
     csv = tmp_path / "ecg.csv"
-    np.savetxt(csv, np.stack([np.arange(x.size), x], 1), delimiter=",", header="i,mlii",
-               comments="")
-    cfg = compose("monitor", [f"input={csv}", "fs=360", "columns=[1]", "plot.start_s=15",
-                              "plot.duration_s=15"])
+    np.savetxt(
+        csv, np.stack([np.arange(x.size), x], 1), delimiter=",", header="i,mlii", comments=""
+    )
+    cfg = compose(
+        "monitor",
+        [f"input={csv}", "fs=360", "columns=[1]", "plot.start_s=15", "plot.duration_s=15"],
+    )
     s = monitor(cfg, tmp_path / "out", classifier=width_classifier, data_cfg=data_cfg())
     assert s["alarms_by_rule"]["vt"] == 1 and s["score"] is None
     assert s["class_counts"]["V"] == 4
@@ -279,7 +300,9 @@ def test_monitor_app_on_a_csv_stream(tmp_path):
     assert s["beats_dropped_at_edges"] == 2
     assert s["beats_classified"] == s["beats_detected"] - 2
     # trio window (432) + its moving mean (6 + 1) + backward-filter margin (4 s)
-    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx((432 + 7 + 1440) / FS, abs=1e-3)
+    assert s["delay_s"]["windows_and_filter_margin"] == pytest.approx(
+        (432 + 7 + 1440) / FS, abs=1e-3
+    )
     lines = [json.loads(v) for v in (tmp_path / "out" / "events.jsonl").read_text().splitlines()]
     assert sum(e["type"] == "beat" for e in lines) == s["beats_classified"]
     assert [e["rule"] for e in lines if e["type"] == "alarm"].count("vt") == 1
@@ -294,14 +317,26 @@ def test_bad_inputs_are_one_line_errors(tmp_path, synth_dir):
     csv = tmp_path / "x.csv"
     np.savetxt(csv, np.zeros((100, 1)), delimiter=",")
     with pytest.raises(EcgError, match="^fs: required with input="):
-        monitor(compose("monitor", ["checkpoint=x", f"input={csv}"]), tmp_path,
-                classifier=width_classifier, data_cfg=data_cfg())
+        monitor(
+            compose("monitor", ["checkpoint=x", f"input={csv}"]),
+            tmp_path,
+            classifier=width_classifier,
+            data_cfg=data_cfg(),
+        )
     with pytest.raises(EcgError, match="s9.hea"):
-        monitor(compose("monitor", ["checkpoint=x", "record=s9", f"data.root={synth_dir}"]),
-                tmp_path, classifier=width_classifier, data_cfg=data_cfg())
+        monitor(
+            compose("monitor", ["checkpoint=x", "record=s9", f"data.root={synth_dir}"]),
+            tmp_path,
+            classifier=width_classifier,
+            data_cfg=data_cfg(),
+        )
     with pytest.raises(EcgError, match="record / input"):
-        monitor(compose("monitor", ["checkpoint=x"]), tmp_path, classifier=width_classifier,
-                data_cfg=data_cfg())
+        monitor(
+            compose("monitor", ["checkpoint=x"]),
+            tmp_path,
+            classifier=width_classifier,
+            data_cfg=data_cfg(),
+        )
     with pytest.raises(EcgError, match="normalize"):
         BeatStream(data_cfg(normalize="record"), FS, 1)
     with pytest.raises(EcgError, match="^fs: stream at 250"):
@@ -324,13 +359,25 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     from ecgcnn.personalize.patient_specific import finetune_patient
 
     torch.set_num_threads(1)
-    ft = compose("finetune", ["record=119", "trainer.max_epochs=3", "report=false",
-                              f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'cache'}"])
+    ft = compose(
+        "finetune",
+        [
+            "record=119",
+            "trainer.max_epochs=3",
+            "report=false",
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+    )
     finetune_patient(ft, tmp_path / "model")
     ck = tmp_path / "model" / "model.pt"
     out = tmp_path / "mon"
-    s = monitor(compose("monitor", [f"checkpoint={ck}", "record=119", f"data.root={mitdb}",
-                                    "plot.start_s=300"]), out)
+    s = monitor(
+        compose(
+            "monitor", [f"checkpoint={ck}", "record=119", f"data.root={mitdb}", "plot.start_s=300"]
+        ),
+        out,
+    )
     assert (out / "events.jsonl").is_file() and (out / "monitor_summary.json").is_file()
     q = s["score"]["qrs"]["whole"]
     assert q["se"] >= 0.99 and q["ppv"] >= 0.99
@@ -349,15 +396,23 @@ def test_real_record_end_to_end(mitdb, tmp_path):
     from ecgcnn.training.checkpoint import checkpoint_data_config
 
     ck_add = tmp_path / "model" / "model_add.pt"
-    mc = compose("monitor", [f"checkpoint={ck}", f"also=[{ck_add}]", "record=119",
-                             f"data.root={mitdb}", "max_duration_s=120", "plot.enabled=false"])
+    mc = compose(
+        "monitor",
+        [
+            f"checkpoint={ck}",
+            f"also=[{ck_add}]",
+            "record=119",
+            f"data.root={mitdb}",
+            "max_duration_s=120",
+            "plot.enabled=false",
+        ],
+    )
     clf, ckd, classes = load_classifier(ck, "torch")
     clf_add, _, _ = load_classifier(ck_add, "torch")
     both, dcfg = _averaged(mc, clf, checkpoint_data_config(ckd, mc.data), classes)
     assert dcfg.beat.template == "add"
     x4 = rng.normal(size=(64, 4, 128)).astype(np.float32)
-    np.testing.assert_allclose(both(x4, rb), (clf(x4[:, :2], rb) + clf_add(x4, rb)) / 2,
-                               atol=1e-6)
+    np.testing.assert_allclose(both(x4, rb), (clf(x4[:, :2], rb) + clf_add(x4, rb)) / 2, atol=1e-6)
     s2 = monitor(mc, tmp_path / "mon2")
     assert s2["beats_classified"] > 100
     # deployed: each view exported (TorchScript, ONNX), averaged by the fused engine: the same
@@ -366,8 +421,10 @@ def test_real_record_end_to_end(mitdb, tmp_path):
 
     ts = export_model(ck, tmp_path / "exp_none", "torchscript")["model"]
     ox = export_model(ck_add, tmp_path / "exp_add", "onnx")["model"]
-    s3 = monitor(OmegaConf.merge(mc, {"checkpoint": str(ts), "also": [str(ox)],
-                                      "engine": "fused"}), tmp_path / "mon3")
+    s3 = monitor(
+        OmegaConf.merge(mc, {"checkpoint": str(ts), "also": [str(ox)], "engine": "fused"}),
+        tmp_path / "mon3",
+    )
     assert s3["class_counts"] == s2["class_counts"] and s3["alarms_by_rule"] == s2["alarms_by_rule"]
 
     def beats(d):

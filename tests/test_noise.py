@@ -56,7 +56,8 @@ def fast_ecg(minutes: float, rr_s: float = 0.8, v_every: int = 5, seed: int = 0)
     tt = np.arange(-FS // 2, FS // 2)
     tpl_n = np.exp(-0.5 * (tt / (0.01 * FS)) ** 2) + 0.25 * np.exp(-0.5 * ((tt - 90) / 14.4) ** 2)
     tpl_v = 1.8 * np.exp(-0.5 * (tt / (0.03 * FS)) ** 2) + 0.25 * np.exp(
-        -0.5 * ((tt - 90) / 14.4) ** 2)
+        -0.5 * ((tt - 90) / 14.4) ** 2
+    )
     x = np.zeros(n)
     for tpl, want in ((tpl_n, "N"), (tpl_v, "V")):
         imp = np.zeros(n)
@@ -113,8 +114,9 @@ def test_added_noise_has_the_target_snr_within_0_1_db(target):
     rng = np.random.default_rng(1)
     stream = rng.normal(0, 0.3, (rec.n_samples, 2)).astype(np.float32)
     mask = nst_mask(rec.n_samples, FS)
-    pp = np.array([qrs_size(rec.signal[:, j], FS, rec.ann_samples, rec.ann_symbols)
-                   for j in range(2)])
+    pp = np.array(
+        [qrs_size(rec.signal[:, j], FS, rec.ann_samples, rec.ann_symbols) for j in range(2)]
+    )
     assert pp[0] == pytest.approx(1.0, abs=0.03) and pp[1] == pytest.approx(0.5, abs=0.02)
     sizes = np.array([noise_size(stream[:, j], FS) for j in range(2)])
     noisy = noisy_record(rec, stream, target, mask, pp, sizes)
@@ -128,11 +130,13 @@ def test_nst_sizes_noise_on_its_first_300_s_segments_option_on_the_noisy_part():
     rec = _record()
     rng = np.random.default_rng(2)
     stream = rng.normal(0, 1.0, rec.n_samples)
-    stream[5 * 60 * FS:] *= 2.0  # non-stationary: twice as loud after 5 min, as bw can be
+    stream[5 * 60 * FS :] *= 2.0  # non-stationary: twice as loud after 5 min, as bw can be
     mask = nst_mask(rec.n_samples, FS)
     pp = qrs_size(rec.signal[:, 0], FS, rec.ann_samples, rec.ann_symbols)
-    for size, expect in ((noise_size(stream, FS), 12.0 - 20 * np.log10(2)),
-                         (masked_noise_size(stream, FS, mask), 12.0)):
+    for size, expect in (
+        (noise_size(stream, FS), 12.0 - 20 * np.log10(2)),
+        (masked_noise_size(stream, FS, mask), 12.0),
+    ):
         out = mix(rec.signal[:, 0], stream, noise_gain(12.0, pp, size), mask)
         assert added_snr(rec.signal[:, 0], out, FS, mask, pp) == pytest.approx(expect, abs=0.1)
 
@@ -142,8 +146,15 @@ def test_noise_is_on_only_in_alternating_2_min_segments_after_minute_5():
     n = 650000
     mask = nst_mask(n, FS)
     m = 60 * FS
-    on = [(5 * m, 7 * m), (9 * m, 11 * m), (13 * m, 15 * m), (17 * m, 19 * m), (21 * m, 23 * m),
-          (25 * m, 27 * m), (29 * m, n)]
+    on = [
+        (5 * m, 7 * m),
+        (9 * m, 11 * m),
+        (13 * m, 15 * m),
+        (17 * m, 19 * m),
+        (21 * m, 23 * m),
+        (25 * m, 27 * m),
+        (29 * m, n),
+    ]
     expect = np.zeros(n, bool)
     for a, b in on:
         expect[a:b] = True
@@ -168,7 +179,10 @@ def test_noise_is_on_only_in_alternating_2_min_segments_after_minute_5():
     for t in edges[1:-1]:
         assert abs(added[t] - added[t - 1]) == pytest.approx(
             abs(float(stream[t, 0] - stream[t - 1, 0])) * noise_gain(6.0, 1.0, 1.0)
-            if t in (5 * m, 9 * m) else 0.0, abs=1e-5)
+            if t in (5 * m, 9 * m)
+            else 0.0,
+            abs=1e-5,
+        )
 
 
 def test_noise_stream_offset_and_wrap_without_a_step():
@@ -266,11 +280,22 @@ def _synth_db(tmp_path: Path) -> Path:
 def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
     monkeypatch.delenv(NSTDB_ENV, raising=False)  # em alone needs no noise records
     root = _synth_db(tmp_path)
-    cfg = compose("noise_stress", [
-        f"data.root={root}", 'data.records=["s1","s2"]', f"data.cache_dir={tmp_path / 'c'}",
-        'split.records=["s1"]', 'split.common_records=["s1","s2"]',
-        *_counts(N=10, V=5), "trainer.max_epochs=2", "workers=1",
-        "noise.types=[em]", "noise.measure=segments", "monitor_snr_db=[12]"])
+    cfg = compose(
+        "noise_stress",
+        [
+            f"data.root={root}",
+            'data.records=["s1","s2"]',
+            f"data.cache_dir={tmp_path / 'c'}",
+            'split.records=["s1"]',
+            'split.common_records=["s1","s2"]',
+            *_counts(N=10, V=5),
+            "trainer.max_epochs=2",
+            "workers=1",
+            "noise.types=[em]",
+            "noise.measure=segments",
+            "monitor_snr_db=[12]",
+        ],
+    )
     s = noise_stress(cfg, tmp_path / "out")
     got = json.loads((tmp_path / "out" / "noise_stress.json").read_text())
     assert got["snr_db"] == [24.0, 18.0, 12.0, 6.0, 0.0, -6.0]
@@ -279,7 +304,9 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
         # sized on the noise-on segments, the realized SNR there is the nominal one
         assert abs(b["measured_snr_db"]["median"] - float(snr)) < 0.01
         assert b["n_beats"] == got["clean"]["n_beats"]  # the same reference beats every time
-        assert 0 < b["noisy_only"]["n_beats"] == got["clean"]["noisy_only"]["n_beats"] < b["n_beats"]
+        assert (
+            0 < b["noisy_only"]["n_beats"] == got["clean"]["noisy_only"]["n_beats"] < b["n_beats"]
+        )
     # the clean score is exactly ecgcnn-finetune's score of the same model on the same beats
     ft = json.loads((tmp_path / "out" / "models" / "s1_m5" / "metrics.json").read_text())
     per = json.loads((tmp_path / "out" / "per_record.json").read_text())
@@ -290,21 +317,31 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
     assert set(mon) == {"clean", "em"} and set(mon["em"]) == {"12"}
     assert mon["clean"]["-"]["QRS"]["Se"] > 0.99 and mon["clean"]["-"]["QRS"]["PPV"] > 0.99
     assert mon["clean"]["-"]["QRS"]["TP"] + mon["clean"]["-"]["QRS"]["FN"] == (
-        mon["em"]["12"]["QRS"]["TP"] + mon["em"]["12"]["QRS"]["FN"])  # same reference beats
+        mon["em"]["12"]["QRS"]["TP"] + mon["em"]["12"]["QRS"]["FN"]
+    )  # same reference beats
     assert (tmp_path / "out" / "noise_stress.png").stat().st_size > 10000
     assert "| em | -6 |" in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_end_to_end_real_patient_reusing_models_dir(tmp_path, mitdb, nstdb):
-    over = [f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'c'}", "records=[208]",
-            'split.common_records=["100","208"]', *_counts(N=20, S=2, V=20, F=5),
-            "trainer.max_epochs=3", "workers=1", f"noise.root={nstdb}", "noise.snr_db=[12,-6]",
-            "views=[none,add]"]  # two views, as the benchmark's patients: both models score
+    over = [
+        f"data.root={mitdb}",
+        f"data.cache_dir={tmp_path / 'c'}",
+        "records=[208]",
+        'split.common_records=["100","208"]',
+        *_counts(N=20, S=2, V=20, F=5),
+        "trainer.max_epochs=3",
+        "workers=1",
+        f"noise.root={nstdb}",
+        "noise.snr_db=[12,-6]",
+        "views=[none,add]",
+    ]  # two views, as the benchmark's patients: both models score
     first = noise_stress(compose("noise_stress", over), tmp_path / "a")
     assert (tmp_path / "a" / "models" / "208_m5" / "model_add.pt").is_file()
-    again = noise_stress(compose("noise_stress", [*over, f"models_dir={tmp_path / 'a' / 'models'}"]),
-                         tmp_path / "b")
+    again = noise_stress(
+        compose("noise_stress", [*over, f"models_dir={tmp_path / 'a' / 'models'}"]), tmp_path / "b"
+    )
     assert not (tmp_path / "b" / "models").exists()
     assert first["by_noise"] == again["by_noise"]  # same model, same noise: same figures
     assert set(first["by_noise"]) == {"bw", "ma", "em"}

@@ -27,15 +27,38 @@ MIN = 0.5  # training minutes of these 96-second records
 def tiny_kit_config(db, out, cache):
     """A kit of three synthetic 360 Hz records (N + every 5th/6th/7th beat V), 2 epochs."""
     recs = "[" + ",".join(REFS) + "]"
-    common = [f"data.root={db}", f"data.cache_dir={cache}", "data.records=[]", f"split.records={recs}",
-              f"split.common_records={recs}", "split.common_counts={N: 20, S: 0, V: 6, F: 0, Q: 0}",
-              f"split.minutes={MIN}", "trainer.max_epochs=2"]
-    zs = [f"data.root={db}", f"data.cache_dir={cache}", "data.records=[]", f"library_records={recs}",
-          "abs.classes=[V]", "ensemble=1", "template=[none]", "trainer.max_epochs=2",
-          "synth.n_per_class=20", "figures=false"]
-    return OmegaConf.merge(OmegaConf.structured(KitConfig), {
-        "out": str(out), "common_epochs": 2, "workers": 1,
-        "patient_specific": common, "zero_shot": zs})
+    common = [
+        f"data.root={db}",
+        f"data.cache_dir={cache}",
+        "data.records=[]",
+        f"split.records={recs}",
+        f"split.common_records={recs}",
+        "split.common_counts={N: 20, S: 0, V: 6, F: 0, Q: 0}",
+        f"split.minutes={MIN}",
+        "trainer.max_epochs=2",
+    ]
+    zs = [
+        f"data.root={db}",
+        f"data.cache_dir={cache}",
+        "data.records=[]",
+        f"library_records={recs}",
+        "abs.classes=[V]",
+        "ensemble=1",
+        "template=[none]",
+        "trainer.max_epochs=2",
+        "synth.n_per_class=20",
+        "figures=false",
+    ]
+    return OmegaConf.merge(
+        OmegaConf.structured(KitConfig),
+        {
+            "out": str(out),
+            "common_epochs": 2,
+            "workers": 1,
+            "patient_specific": common,
+            "zero_shot": zs,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +72,10 @@ def kit(tmp_path_factory):
 
 
 def person_cfg(kit, record, **kw):
-    return OmegaConf.merge(OmegaConf.structured(PersonalizeConfig),
-                           {"kit": str(kit), "record": str(record), "minutes": MIN,
-                            "threads": 1, **kw})
+    return OmegaConf.merge(
+        OmegaConf.structured(PersonalizeConfig),
+        {"kit": str(kit), "record": str(record), "minutes": MIN, "threads": 1, **kw},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +90,13 @@ def patient128(tmp_path_factory):
 def test_kit_manifest_and_load(kit):
     man = json.loads((kit / MANIFEST).read_text())
     assert man["kit_format"] == 1 and man["fs"] == 360.0 and man["views"] == ["none", "add"]
-    assert set(man["sha256"]) == {"common_beats.npz", "abs_library.npz", "common_none.pt",
-                                  "common_add.pt", "generic.pt"}
+    assert set(man["sha256"]) == {
+        "common_beats.npz",
+        "abs_library.npz",
+        "common_none.pt",
+        "common_add.pt",
+        "generic.pt",
+    }
     assert man["records"]["library"] == REFS and man["generic"] == "generic.pt"
     assert man["generic_source"] == "shipped"
     k = load_kit(kit)
@@ -105,8 +134,9 @@ def test_personalize_128hz_both_modes(kit, patient128, tmp_path):
 
 def test_reference_patient_is_leave_one_out(kit, tmp_path):
     k = load_kit(kit)
-    m = personalize_record(person_cfg(kit, k.patient_specific.data.root + "/r2",
-                                      mode="zero_shot"), tmp_path)
+    m = personalize_record(
+        person_cfg(kit, k.patient_specific.data.root + "/r2", mode="zero_shot"), tmp_path
+    )
     # the kit's library holds r2's filters; r2's own model is built without them
     assert "r2" in set(k.library.record.tolist())
     assert m["record"] == "r2" and m["train"]["library_records"] == ["r1", "r3"]
@@ -176,9 +206,20 @@ def test_cli_exit_2_and_nothing_overwritten(kit, patient128, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("x")
-    p = subprocess.run([sys.executable, "-m", "ecgcnn.apps.personalize", f"kit={kit}",
-                        f"record={path}", f"hydra.run.dir={run}"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ecgcnn.apps.personalize",
+            f"kit={kit}",
+            f"record={path}",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "MLII" in lines[0] and "p128" in lines[0]
@@ -187,9 +228,13 @@ def test_cli_exit_2_and_nothing_overwritten(kit, patient128, tmp_path):
     k2 = tmp_path / "k2"
     k2.mkdir()
     (k2 / "x").write_text("x")
-    p = subprocess.run([sys.executable, "-m", "ecgcnn.apps.kit", f"out={k2}",
-                        f"hydra.run.dir={tmp_path / 'kr'}"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "ecgcnn.apps.kit", f"out={k2}", f"hydra.run.dir={tmp_path / 'kr'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 2 and "not empty" in p.stderr and (k2 / "x").read_text() == "x"
 
 
@@ -213,10 +258,27 @@ def test_crossdb_quick_and_bxb_agree(kit, db128, tmp_path):
     from ecgcnn.evaluation import bxb
 
     out = tmp_path / "bench"
-    p = subprocess.run([sys.executable, str(REPO / "scripts/benchmark_crossdb.py"), "--kit",
-                        str(kit), "--db", str(db128), "--quick", "--workers", "2",
-                        "--minutes", str(MIN), "--out", str(out)], capture_output=True, text=True, timeout=300,
-                       check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/benchmark_crossdb.py"),
+            "--kit",
+            str(kit),
+            "--db",
+            str(db128),
+            "--quick",
+            "--workers",
+            "2",
+            "--minutes",
+            str(MIN),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     last = json.loads(p.stdout.strip().splitlines()[-1])
     assert set(last) == {"wall_s", "peak_rss_mb", "patient_specific", "zero_shot"}
@@ -234,4 +296,7 @@ def test_crossdb_quick_and_bxb_agree(kit, db128, tmp_path):
         assert r["qrs"]["tp"] == ours["n_beats"]
         for ec57, key in (("VEB", "veb"), ("SVEB", "sveb")):
             assert (r[key]["tp"], r[key]["fn"], r[key]["fp"]) == (
-                ours[ec57]["TP"], ours[ec57]["FN"], ours[ec57]["FP"]), (name, ec57)
+                ours[ec57]["TP"],
+                ours[ec57]["FN"],
+                ours[ec57]["FP"],
+            ), (name, ec57)

@@ -58,8 +58,8 @@ def test_one_lead_uses_the_low_frequency_excess_alone():
     assert not signal_quality(x, FS, qcfg()).unreadable.any()  # off by default
     v = signal_quality(x, FS, qcfg(max_lf_excess_single=4.0))
     assert np.isnan(v.agreement).all()
-    assert not v.unreadable[:35].any() and not v.unreadable[50:int(BURST[0])].any()
-    assert v.unreadable[int(BURST[0]):int(BURST[1])].sum() >= 5
+    assert not v.unreadable[:35].any() and not v.unreadable[50 : int(BURST[0])].any()
+    assert v.unreadable[int(BURST[0]) : int(BURST[1])].sum() >= 5
 
 
 @pytest.mark.parametrize("block", [7, 97, 360, 1000, 5000])
@@ -79,8 +79,16 @@ def test_replay_flags_beats_in_shutdown_and_raises_no_alarm_from_them():
     for chunk_s in (0.25, 2.0):
         engine = AlarmEngine(OmegaConf.structured(AlarmConfig), FS)
         q = QualityStage(qcfg(), FS, 2)
-        res = replay(x[:, :1], FS, BeatStream(data_cfg(), FS, 1), width_classifier, chunk_s,
-                     alarms=engine, quality=q, quality_signal=x)
+        res = replay(
+            x[:, :1],
+            FS,
+            BeatStream(data_cfg(), FS, 1),
+            width_classifier,
+            chunk_s,
+            alarms=engine,
+            quality=q,
+            quality_signal=x,
+        )
         runs.append(res)
     a, b = runs
     assert np.array_equal(a.sample, b.sample) and np.array_equal(a.unreadable, b.unreadable)
@@ -130,9 +138,21 @@ def test_real_em_benchmark_quick(mitdb):
     if not (noisy / "118e12.hea").is_file():
         pytest.skip("no nstdb-118e records beside ECGCNN_DATA_DIR")
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_real_em.py"
-    out = subprocess.run([sys.executable, str(script), "--quick", "--clean-dir", str(mitdb),
-                          "--noisy-dir", str(noisy)], capture_output=True, text=True,
-                         check=True, env={**os.environ})
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--clean-dir",
+            str(mitdb),
+            "--noisy-dir",
+            str(noisy),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     w, wo = res["snr"]["12"], res["without"]["12"]
     assert wo["shutdown_frac"] == 0 and 0 < w["shutdown_frac"] <= 0.5

@@ -29,8 +29,12 @@ def rec128(tmp_path):
 
 def _edf(path, sig, r, syms, fs=FS, units=("mV", "mV"), rates=None):
     rates = rates or (fs, fs)
-    signals = [edfio.EdfSignal(sig[:: fs // rate, j], rate, label=f"ECG{j + 1}",
-                               physical_dimension=units[j]) for j, rate in enumerate(rates)]
+    signals = [
+        edfio.EdfSignal(
+            sig[:: fs // rate, j], rate, label=f"ECG{j + 1}", physical_dimension=units[j]
+        )
+        for j, rate in enumerate(rates)
+    ]
     notes = [edfio.EdfAnnotation(s / fs, None, y) for s, y in zip(r, syms)]
     notes.append(edfio.EdfAnnotation(0.0, None, "Recording starts"))  # not a label: ignored
     edfio.Edf(signals, annotations=notes).write(path)
@@ -134,14 +138,19 @@ def test_bad_inputs_name_the_file(rec128, tmp_path):
     for bad, name in (("nan", "nan.csv"), ("inf", "inf.csv")):
         p = tmp_path / name
         p.write_text("ECG1\n0.1\n0.2\n" + bad + "\n0.3\n")
-        _refused(rf"{name}: 1 NaN/inf samples \(first at data row 3, column ECG1\)", p,
-                 fs=FS, lead=0)
+        _refused(
+            rf"{name}: 1 NaN/inf samples \(first at data row 3, column ECG1\)", p, fs=FS, lead=0
+        )
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("1,2\n3\n")
     _refused(r"ragged\.csv: CSV does not parse", ragged, fs=FS, lead=0)
     mixed = _edf(tmp_path / "mixed.edf", sig, r, syms, rates=(FS, FS // 2))
-    _refused(r"mixed\.edf: the chosen signals have different sampling rates "
-             r"\(ECG1 128 Hz, ECG2 64 Hz\)", mixed, leads=["ECG1", "ECG2"])
+    _refused(
+        r"mixed\.edf: the chosen signals have different sampling rates "
+        r"\(ECG1 128 Hz, ECG2 64 Hz\)",
+        mixed,
+        leads=["ECG1", "ECG2"],
+    )
     amps = _edf(tmp_path / "amps.edf", sig, r, syms, units=("mA", "mV"))
     _refused(r"amps\.edf: signal ECG1 is in 'mA'", amps, lead=0)
     outside = tmp_path / "outside.csv"
@@ -179,6 +188,8 @@ def test_positions_follow_the_resampled_signal(fs_record):
     peaks = np.array([int(1.3 * fs_record), int(7.77 * fs_record), int(18.1 * fs_record)])
     x = sum(np.exp(-0.5 * ((t - p) / (0.01 * fs_record)) ** 2) for p in peaks)
     y = preprocess.resample(x.astype(np.float32), fs_record, 360.0)
-    got = [int(np.argmax(y[q - 20: q + 20])) + q - 20
-           for q in preprocess.to_model_rate(peaks, fs_record, 360.0)]
+    got = [
+        int(np.argmax(y[q - 20 : q + 20])) + q - 20
+        for q in preprocess.to_model_rate(peaks, fs_record, 360.0)
+    ]
     assert np.abs(np.array(got) - preprocess.to_model_rate(peaks, fs_record, 360.0)).max() <= 1

@@ -14,8 +14,13 @@ from ecgcnn.data.io import Record
 from ecgcnn.monitor.stream import BeatStream, replay
 from ecgcnn.synthesis.normalize import running_scale, running_template
 
-ZS = {"beat_scale": "running", "scale_window": 12, "template": "add", "template_window": 9,
-      "template_gate": 0.9}
+ZS = {
+    "beat_scale": "running",
+    "scale_window": 12,
+    "template": "add",
+    "template_window": 9,
+    "template_gate": 0.9,
+}
 
 
 def offline_input(x_plain: np.ndarray, rr: np.ndarray, zs: dict) -> np.ndarray:
@@ -28,20 +33,21 @@ def offline_input(x_plain: np.ndarray, rr: np.ndarray, zs: dict) -> np.ndarray:
 
 def streamed(x, cfg, zs, chunk: int):
     st = BeatStream(cfg, FS, 1, zeroshot=zs)
-    out = [st.push(x[s:s + chunk]) for s in range(0, x.size, chunk)] + [st.flush()]
+    out = [st.push(x[s : s + chunk]) for s in range(0, x.size, chunk)] + [st.flush()]
     return st, np.concatenate([b.x for b in out]), np.concatenate([b.rr for b in out])
 
 
 def test_stream_computes_the_zero_shot_input_as_offline():
     x = ecg(schedule(90.0, rr=0.75, vt_at=45.0), 90.0, seed=6)
-    x[int(50 * FS):] *= 0.5  # amplitude drift: what the running scale is for
+    x[int(50 * FS) :] *= 0.5  # amplitude drift: what the running scale is for
     st, xs, _ = streamed(x, data_cfg(), ZS, 360)
     _, xs2, _ = streamed(x, data_cfg(), ZS, 4321)
     assert np.array_equal(xs, xs2)  # chunk-invariant, scale and template included
     assert xs.shape[1] == st.channels == 4
     peaks = np.asarray(st.peaks)
-    off, _ = extract_beats(Record("s", x[:, None], FS, ["MLII"], peaks,
-                                  np.array(["N"] * len(peaks))), data_cfg())
+    off, _ = extract_beats(
+        Record("s", x[:, None], FS, ["MLII"], peaks, np.array(["N"] * len(peaks))), data_cfg()
+    )
     want = offline_input(off.x, off.rr, ZS)
     assert np.abs(want - xs).max() < 2e-3  # the filter margin, scaled (amplitude ~0.5 mV)
     # the running scale is 1 / the recent median peak-to-peak: after the drop, beats are
@@ -61,11 +67,22 @@ def test_zero_shot_model_streamed_gives_its_offline_classes(mitdb, tmp_path):
     from ecgcnn.training.checkpoint import checkpoint_data_config
 
     torch.set_num_threads(1)
-    zcfg = compose("zeroshot", ["record=119", "trainer.max_epochs=1", "figures=false",
-                                "library_records=[100,105,208]", "beat_scale=running",
-                                "scale_window=60", "template=[add]", "template_window=60",
-                                f"data.root={mitdb}", f"data.cache_dir={tmp_path / 'cache'}",
-                                "trainer.progress=false"])
+    zcfg = compose(
+        "zeroshot",
+        [
+            "record=119",
+            "trainer.max_epochs=1",
+            "figures=false",
+            "library_records=[100,105,208]",
+            "beat_scale=running",
+            "scale_window=60",
+            "template=[add]",
+            "template_window=60",
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "trainer.progress=false",
+        ],
+    )
     beats = load_beats(zcfg.data, records=["100", "105", "119", "208"]).beats
     run_patient(zcfg, beats, "119", tmp_path / "zs", save_model=True)
     clf, ck, _ = load_classifier(tmp_path / "zs" / "best.pt", "torch")
@@ -78,8 +95,9 @@ def test_zero_shot_model_streamed_gives_its_offline_classes(mitdb, tmp_path):
     assert len(res.sample) > 1900
     # offline: the same R peaks, extract_beats, the normalisation of synthesis.normalize
     peaks = np.asarray(st.peaks)
-    off, _ = extract_beats(Record("119", rec.signal, rec.fs, ["MLII"], peaks,
-                                  np.array(["N"] * len(peaks))), data)
+    off, _ = extract_beats(
+        Record("119", rec.signal, rec.fs, ["MLII"], peaks, np.array(["N"] * len(peaks))), data
+    )
     assert np.array_equal(off.sample, res.sample)
     p_off = clf(offline_input(off.x, off.rr, zs), off.rr)
     agree = (p_off.argmax(1) == res.probs.argmax(1)).mean()

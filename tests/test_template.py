@@ -50,9 +50,14 @@ def test_running_median_is_causal():
 
 
 def _cfg(root, template):
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig),
-                          {"root": str(root), "cache_dir": str(root / "cache"),
-                           "beat": {"template": template, "template_window": 5}})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(DataConfig),
+        {
+            "root": str(root),
+            "cache_dir": str(root / "cache"),
+            "beat": {"template": template, "template_window": 5},
+        },
+    )
     return cfg
 
 
@@ -107,7 +112,7 @@ def test_median_last_is_numpys_median(window):
     from ecgcnn.data.beats import median_last
 
     a = np.random.default_rng(window).normal(size=(9, 2, 16, window)).astype(np.float32)
-    a[..., :window // 2] = a[..., -1:]  # ties
+    a[..., : window // 2] = a[..., -1:]  # ties
     assert np.array_equal(median_last(a), np.median(a, axis=-1))
 
 

@@ -49,9 +49,14 @@ def fake_beats(n: int = 400, seed: int = 0, v_frac: float = 0.2) -> BeatSet:
     beat = np.exp(-0.5 * ((t[None, :] - 64) / width) ** 2)
     x = np.stack([beat, 0.5 * beat], axis=1) + rng.normal(0, 0.05, (n, 2, 128))
     rr = rng.normal(1, 0.1, (n, len(RR_FEATURES)))
-    return BeatSet(x=x.astype(np.float32), rr=rr.astype(np.float32), y=y,
-                   sample=np.arange(n, dtype=np.int64) * 300, record=np.full(n, "f"),
-                   symbol=np.where(y == 0, "N", "V"))
+    return BeatSet(
+        x=x.astype(np.float32),
+        rr=rr.astype(np.float32),
+        y=y,
+        sample=np.arange(n, dtype=np.int64) * 300,
+        record=np.full(n, "f"),
+        symbol=np.where(y == 0, "N", "V"),
+    )
 
 
 def tiny_model(seed: int = 0):
@@ -62,8 +67,17 @@ def tiny_model(seed: int = 0):
 
 def trainer_cfg(**kw):
     base = OmegaConf.structured(TrainerConfig)
-    return OmegaConf.merge(base, {"device": "cpu", "progress": False, "num_threads": 1,
-                                  "batch_size": 32, "max_epochs": 3, **kw})
+    return OmegaConf.merge(
+        base,
+        {
+            "device": "cpu",
+            "progress": False,
+            "num_threads": 1,
+            "batch_size": 32,
+            "max_epochs": 3,
+            **kw,
+        },
+    )
 
 
 def optim_cfg(**kw):
@@ -92,8 +106,14 @@ def cache(tmp_path_factory) -> Path:
 
 
 def real(mitdb: Path, cache: Path, *extra: str) -> list[str]:
-    return ["split=inter_patient", *TWO, f"data.root={mitdb}", f"data.cache_dir={cache}",
-            "trainer.progress=false", *extra]
+    return [
+        "split=inter_patient",
+        *TWO,
+        f"data.root={mitdb}",
+        f"data.cache_dir={cache}",
+        "trainer.progress=false",
+        *extra,
+    ]
 
 
 # ----------------------------------------------------------------------------- unit facts
@@ -112,8 +132,8 @@ def test_class_weights_by_hand():
     assert class_weights(y, "none", 5) is None
     # inverse: 1/3 and 1, scaled so the average beat weighs 1: 4 / (3 * 1/3 + 1) = 2
     assert torch.allclose(class_weights(y, "inverse", 5), torch.tensor([2 / 3, 0, 2, 0, 0]))
-    s = 4 / (3 * 3 ** -0.5 + 1)
-    assert torch.allclose(class_weights(y, "sqrt", 5), torch.tensor([s * 3 ** -0.5, 0, s, 0, 0]))
+    s = 4 / (3 * 3**-0.5 + 1)
+    assert torch.allclose(class_weights(y, "sqrt", 5), torch.tensor([s * 3**-0.5, 0, s, 0, 0]))
     with pytest.raises(EcgError, match="trainer.class_weighting"):
         class_weights(y, "bogus", 5)
 
@@ -160,8 +180,9 @@ def test_augment_disabled_is_identity_enabled_changes_values_not_shape():
 
 def test_augment_scale_only_is_a_bounded_per_beat_gain():
     x = torch.randn(16, 2, 128)
-    cfg = OmegaConf.structured(AugmentConfig(enabled=True, scale=0.1, wander=0, noise=0,
-                                             motion=0, shift=0))
+    cfg = OmegaConf.structured(
+        AugmentConfig(enabled=True, scale=0.1, wander=0, noise=0, motion=0, shift=0)
+    )
     out = augment_batch(x, cfg, torch.Generator().manual_seed(1))
     gain = out / x  # one gain per beat, both channels
     assert torch.allclose(gain, gain[:, :1, :1].expand_as(gain), atol=1e-5)
@@ -181,8 +202,7 @@ def test_training_with_augmentation_runs_and_keeps_labels(tmp_path, monkeypatch)
     m_off, m_on = tiny_model(), tiny_model()
     fit(m_off, b, None, optim_cfg(), trainer_cfg(max_epochs=1))
     monkeypatch.setattr(loop_mod.BeatDataset, "batch", spy)
-    res = fit(m_on, b, None, optim_cfg(),
-              trainer_cfg(max_epochs=1, augment={"enabled": True}))
+    res = fit(m_on, b, None, optim_cfg(), trainer_cfg(max_epochs=1, augment={"enabled": True}))
     assert res.epochs_run == 1 and np.isfinite(res.history[0]["train_loss"])
     # same shuffling, labels untouched; the weights differ because the inputs did
     assert sorted(torch.cat(seen).tolist()) == sorted(b.y.tolist())
@@ -220,8 +240,9 @@ def test_balanced_sampling_draws_classes_equally(monkeypatch):
 
 # ----------------------------------------------------------------------------- resume (fit level)
 @pytest.mark.parametrize("scheduler", ["none", "step", "cosine", "plateau"])
-def test_fit_interrupted_after_epoch_2_resumes_to_the_same_weights(tmp_path, monkeypatch,
-                                                                   scheduler):
+def test_fit_interrupted_after_epoch_2_resumes_to_the_same_weights(
+    tmp_path, monkeypatch, scheduler
+):
     b = fake_beats(300)
     tr, va = validation_split(b, 0.2, 0)
     oc = optim_cfg(name="sgd", lr=0.05, scheduler=scheduler, step_size=1)
@@ -245,8 +266,10 @@ def test_fit_interrupted_after_epoch_2_resumes_to_the_same_weights(tmp_path, mon
     fit(b_model, tr, va, oc, OmegaConf.merge(tc, {"resume": True}), out_dir=tmp_path / "b")
     assert state_equal(a.state_dict(), b_model.state_dict())
     for name in ("best.pt", "last.pt"):
-        assert state_equal(load_checkpoint(tmp_path / "a" / name)["model"],
-                           load_checkpoint(tmp_path / "b" / name)["model"])
+        assert state_equal(
+            load_checkpoint(tmp_path / "a" / name)["model"],
+            load_checkpoint(tmp_path / "b" / name)["model"],
+        )
     assert read_csv(tmp_path / "a" / "metrics.csv") == read_csv(tmp_path / "b" / "metrics.csv")
 
 
@@ -254,14 +277,21 @@ def test_fit_interrupted_after_epoch_2_resumes_to_the_same_weights(tmp_path, mon
 def test_train_resume_with_more_epochs_equals_uninterrupted(tmp_path, synth_train):
     a = train(compose("train", synth_train + ["trainer.max_epochs=3"]), tmp_path / "a")
     train(compose("train", synth_train + ["trainer.max_epochs=2"]), tmp_path / "b")
-    b = train(compose("train", synth_train + ["trainer.max_epochs=3", "trainer.resume=true"]),
-              tmp_path / "b")
+    b = train(
+        compose("train", synth_train + ["trainer.max_epochs=3", "trainer.resume=true"]),
+        tmp_path / "b",
+    )
     assert state_equal(a["state_dict"], b["state_dict"])
-    rows_a, rows_b = read_csv(tmp_path / "a" / "metrics.csv"), read_csv(tmp_path / "b" / "metrics.csv")
+    rows_a, rows_b = (
+        read_csv(tmp_path / "a" / "metrics.csv"),
+        read_csv(tmp_path / "b" / "metrics.csv"),
+    )
     assert len(rows_a) == 3 and rows_a == rows_b
     assert a["epochs_run"] == b["epochs_run"] == 3
-    assert state_equal(load_checkpoint(tmp_path / "a" / "best.pt")["model"],
-                       load_checkpoint(tmp_path / "b" / "best.pt")["model"])
+    assert state_equal(
+        load_checkpoint(tmp_path / "a" / "best.pt")["model"],
+        load_checkpoint(tmp_path / "b" / "best.pt")["model"],
+    )
 
 
 def test_same_seed_same_weights_whatever_ran_before(tmp_path, synth_train):
@@ -270,8 +300,9 @@ def test_same_seed_same_weights_whatever_ran_before(tmp_path, synth_train):
     torch.rand(1000)  # anything else drawing from the global RNG in between
     b = train(cfg, tmp_path / "b")
     assert state_equal(a["state_dict"], b["state_dict"])
-    c = train(compose("train", synth_train + ["trainer.max_epochs=1", "trainer.seed=1"]),
-              tmp_path / "c")
+    c = train(
+        compose("train", synth_train + ["trainer.max_epochs=1", "trainer.seed=1"]), tmp_path / "c"
+    )
     assert not state_equal(a["state_dict"], c["state_dict"])
 
 
@@ -304,12 +335,24 @@ def two_runs(tmp_path_factory, mitdb, cache) -> Path:
     d = tmp_path_factory.mktemp("two_runs")
     for run in ("a", "b"):
         s = train(compose("train", real(mitdb, cache, "trainer.max_epochs=1")), d / run)
-        (d / run / "summary.json").write_text(json.dumps({k: v for k, v in s.items()
-                                                          if k != "state_dict"}))
+        (d / run / "summary.json").write_text(
+            json.dumps({k: v for k, v in s.items() if k != "state_dict"})
+        )
         ck = d / "ck.pt"
         ck.write_bytes((d / run / "best.pt").read_bytes())
-        evaluate(compose("eval", [f"checkpoint={ck}", *TWO, f"data.root={mitdb}",
-                                  f"data.cache_dir={cache}", "device=cpu"]), d / f"eval_{run}")
+        evaluate(
+            compose(
+                "eval",
+                [
+                    f"checkpoint={ck}",
+                    *TWO,
+                    f"data.root={mitdb}",
+                    f"data.cache_dir={cache}",
+                    "device=cpu",
+                ],
+            ),
+            d / f"eval_{run}",
+        )
     return d
 
 
@@ -319,8 +362,9 @@ def test_smoke_train_one_epoch_then_evaluate(two_runs, mitdb, cache):
     for f in ("best.pt", "last.pt", "metrics.csv", "train_summary.json"):
         assert (d / "a" / f).is_file(), f
     s = json.loads((d / "a" / "summary.json").read_text())
-    data = load_beats(compose("train", real(mitdb, cache)).data,
-                      records=["100", "101", "103", "106"])
+    data = load_beats(
+        compose("train", real(mitdb, cache)).data, records=["100", "101", "103", "106"]
+    )
     n_train = len(data.beats["101"]) + len(data.beats["106"])
     assert s["train_beats"] + s["val_beats"] == n_train and s["epochs_run"] == 1
     assert len(read_csv(d / "a" / "metrics.csv")) == 1
@@ -339,18 +383,29 @@ def test_smoke_train_one_epoch_then_evaluate(two_runs, mitdb, cache):
 @pytest.mark.slow
 def test_same_seed_gives_identical_weights_and_metrics(two_runs):
     d = two_runs
-    assert (d / "eval_a" / "metrics.json").read_bytes() == (d / "eval_b" / "metrics.json").read_bytes()
-    assert state_equal(load_checkpoint(d / "a" / "last.pt")["model"],
-                       load_checkpoint(d / "b" / "last.pt")["model"])
+    assert (d / "eval_a" / "metrics.json").read_bytes() == (
+        d / "eval_b" / "metrics.json"
+    ).read_bytes()
+    assert state_equal(
+        load_checkpoint(d / "a" / "last.pt")["model"], load_checkpoint(d / "b" / "last.pt")["model"]
+    )
     assert read_csv(d / "a" / "metrics.csv") == read_csv(d / "b" / "metrics.csv")
 
 
 @pytest.mark.slow
-def test_patient_specific_common_model_trains_on_245_beats_minus_validation(tmp_path, mitdb,
-                                                                            cache):
-    cfg = compose("train", ["split=patient_specific", 'split.records=["100","101"]',
-                            "train_on=common", f"data.root={mitdb}", f"data.cache_dir={cache}",
-                            "trainer.max_epochs=1", "trainer.progress=false"])
+def test_patient_specific_common_model_trains_on_245_beats_minus_validation(tmp_path, mitdb, cache):
+    cfg = compose(
+        "train",
+        [
+            "split=patient_specific",
+            'split.records=["100","101"]',
+            "train_on=common",
+            f"data.root={mitdb}",
+            f"data.cache_dir={cache}",
+            "trainer.max_epochs=1",
+            "trainer.progress=false",
+        ],
+    )
     s = train(cfg, tmp_path)
     # Kiranyaz 2016: 75 N, 75 S, 75 V, 13 F, 7 Q; val_fraction 0.1 per class, rounded
     assert s["train_beats"] + s["val_beats"] == 245
@@ -362,14 +417,23 @@ def test_patient_specific_common_model_trains_on_245_beats_minus_validation(tmp_
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, mitdb, cache):
     # warm the cache in-process so both subprocesses only read it
     load_beats(compose("train", real(mitdb, cache)).data, records=["101", "106"])
-    args = real(mitdb, cache, "trainer.max_epochs=4", "trainer.num_threads=1",
-                "trainer.early_stopping_patience=0")
+    args = real(
+        mitdb,
+        cache,
+        "trainer.max_epochs=4",
+        "trainer.num_threads=1",
+        "trainer.early_stopping_patience=0",
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def launch(run_dir: Path, *extra: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "ecgcnn.apps.train", *args, *extra,
-                                 f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ecgcnn.apps.train", *args, *extra, f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     whole = launch(tmp_path / "whole")
     killed = launch(tmp_path / "killed")
@@ -386,16 +450,31 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, mitdb, cache):
     killed.kill()  # SIGKILL: no cleanup handlers run
     assert killed.wait() == -9
     assert 1 <= load_checkpoint(last)["epoch"] < 3
-    resumed = subprocess.run([sys.executable, "-m", "ecgcnn.apps.train", *args,
-                              "trainer.resume=true", f"hydra.run.dir={tmp_path / 'killed'}"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-                             check=False)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ecgcnn.apps.train",
+            *args,
+            "trainer.resume=true",
+            f"hydra.run.dir={tmp_path / 'killed'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert whole.wait(timeout=300) == 0, whole.stderr.read().decode()
     for name in ("best.pt", "last.pt"):
-        assert state_equal(load_checkpoint(tmp_path / "whole" / name)["model"],
-                           load_checkpoint(tmp_path / "killed" / name)["model"]), name
-    assert read_csv(tmp_path / "whole" / "metrics.csv") == \
-        read_csv(tmp_path / "killed" / "metrics.csv")
+        assert state_equal(
+            load_checkpoint(tmp_path / "whole" / name)["model"],
+            load_checkpoint(tmp_path / "killed" / name)["model"],
+        ), name
+    assert read_csv(tmp_path / "whole" / "metrics.csv") == read_csv(
+        tmp_path / "killed" / "metrics.csv"
+    )
     assert len(read_csv(tmp_path / "whole" / "metrics.csv")) == 4
     assert not (REPO / "outputs" / "killed").exists()

@@ -34,9 +34,12 @@ N, S, V, F, Q = range(5)
 def beat_shape(length: int = 128, width: float = 3.0, r: int = 46) -> np.ndarray:
     """P wave, QRS and T wave as Gaussians on a 128-sample window (R at index 46)."""
     t = np.arange(length)
-    return (0.15 * np.exp(-0.5 * ((t - r + 20) / 4) ** 2) + np.exp(-0.5 * ((t - r) / width) ** 2)
-            - 0.2 * np.exp(-0.5 * ((t - r - 5) / 2) ** 2)
-            + 0.3 * np.exp(-0.5 * ((t - r - 50) / 10) ** 2))
+    return (
+        0.15 * np.exp(-0.5 * ((t - r + 20) / 4) ** 2)
+        + np.exp(-0.5 * ((t - r) / width) ** 2)
+        - 0.2 * np.exp(-0.5 * ((t - r - 5) / 2) ** 2)
+        + 0.3 * np.exp(-0.5 * ((t - r - 50) / 10) ** 2)
+    )
 
 
 def test_apply_fir_is_centered_convolution():
@@ -70,8 +73,8 @@ def fake_record(name: str, n: int = 200, seed: int = 0, abnormal_every: int = 5)
     """Beats of one fake record, one R peak per 0.8 s; every 5th beat S or V (wide)."""
     rng = np.random.default_rng(seed)
     y = np.zeros(n, np.int64)
-    y[abnormal_every - 1::abnormal_every] = S
-    y[abnormal_every - 1::2 * abnormal_every] = V
+    y[abnormal_every - 1 :: abnormal_every] = S
+    y[abnormal_every - 1 :: 2 * abnormal_every] = V
     x = np.stack([beat_shape(width=8.0 if c == V else 3.0) for c in y])
     x = np.stack([x, 0.5 * x], axis=1).astype(np.float32) + rng.normal(0, 0.01, (n, 2, 128))
     col = {f: i for i, f in enumerate(RR_FEATURES)}
@@ -80,15 +83,22 @@ def fake_record(name: str, n: int = 200, seed: int = 0, abnormal_every: int = 5)
     rr[y != N, col["pre_local"]] = 0.7
     rr[y != N, col["post_local"]] = 1.3
     sym = np.array([{N: "N", S: "A", V: "V"}[c] for c in y], dtype="<U2")
-    return BeatSet(x=x.astype(np.float32), rr=rr, y=y, sample=np.arange(n) * 288,
-                   record=np.full(n, name, dtype="<U8"), symbol=sym)
+    return BeatSet(
+        x=x.astype(np.float32),
+        rr=rr,
+        y=y,
+        sample=np.arange(n) * 288,
+        record=np.full(n, name, dtype="<U8"),
+        symbol=sym,
+    )
 
 
 def test_leave_one_out_library_and_training_set():
     beats = {r: fake_record(r, seed=i) for i, r in enumerate(["r1", "r2", "r3"])}
     person = "r2"
-    lib = build_library(beats, ["r1", "r2", "r3"], person, taps=15, ridge=0.01,
-                        per_patient=6, seed=0)
+    lib = build_library(
+        beats, ["r1", "r2", "r3"], person, taps=15, ridge=0.01, per_patient=6, seed=0
+    )
     assert set(lib.record.tolist()) == {"r1", "r3"}
     assert lib.counts() == {"S": 12, "V": 12}  # capped at 6 per class and patient
     # every filter points at a real abnormal beat of its own record
@@ -190,8 +200,9 @@ def test_running_template_follows_drift_not_ectopy_and_is_causal():
     t = np.linspace(0, 1, 64)
     beat = beat_shape()[:64]
     # the normal shape changes slowly (a widening T wave); beat 150 is an ectopic shape
-    x = np.stack([np.stack([beat + 0.3 * k / 200 * np.sin(3 * np.pi * t)] * 2)
-                  for k in range(200)]).astype(np.float32)  # (200, 2, 64)
+    x = np.stack(
+        [np.stack([beat + 0.3 * k / 200 * np.sin(3 * np.pi * t)] * 2) for k in range(200)]
+    ).astype(np.float32)  # (200, 2, 64)
     x[150] = -x[150]
     ref = running_template(x, window=20)
     diff = np.abs(x - ref).max(axis=(1, 2))
@@ -225,13 +236,18 @@ def test_binary_metrics_and_alarms_by_hand():
     m = binary_rates(c)
     assert m["Se"] == 0.5 and m["Spe"] == 0.75 and m["PPV"] == 2 / 3
     assert m["F1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 2)) and m["Acc"] == 5 / 8
-    beats = BeatSet(x=np.zeros((10, 1, 4), np.float32), rr=np.zeros((10, len(RR_FEATURES)), np.float32), y=y,
-                    sample=np.arange(10) * 3600, record=np.full(10, "p", "<U8"),
-                    symbol=np.full(10, "N", "<U2"))  # one beat every 10 s at 360 Hz
+    beats = BeatSet(
+        x=np.zeros((10, 1, 4), np.float32),
+        rr=np.zeros((10, len(RR_FEATURES)), np.float32),
+        y=y,
+        sample=np.arange(10) * 3600,
+        record=np.full(10, "p", "<U8"),
+        symbol=np.full(10, "N", "<U2"),
+    )  # one beat every 10 s at 360 Hz
     a = alarm_stats(beats, fl, fs=360.0, hours=0.5, refractory_s=15.0)
     # abnormal beats S, V, V, V: hits 0 0 1 1 -> first hit is the 3rd abnormal beat
     assert a["detected_first3"] is True and a["first_detected_index"] == 3
-    assert a["triplets_detected"] == 1.0 and a["p_detect_first3_model"] == 1 - 0.5 ** 3
+    assert a["triplets_detected"] == 1.0 and a["p_detect_first3_model"] == 1 - 0.5**3
     # flags at 10 s (N: false alarm), 50 s (F: alarm), 60 s (< 15 s after the last alarm:
     # none), 70 s (V: alarm), 90 s (Q: alarm)
     assert a["alarms"] == 4 and a["false_alarms"] == 1 and a["false_alarms_per_hour"] == 2.0
@@ -241,7 +257,8 @@ def test_config_composes_with_schema():
     cfg = compose("zeroshot", ["record=208"])
     assert cfg.record == "208" and cfg.model.name == "kiranyaz2016" and len(cfg.records) == 34
     assert not {"105", "114", "201", "202", "207", "209", "213", "222", "223", "234"} & set(
-        cfg.records)
+        cfg.records
+    )
     assert len(cfg.library_records) == 44 and cfg.trainer.num_threads == 1
     with pytest.raises(Exception, match="abs.tapz"):
         compose("zeroshot", ["abs.tapz=3"])
@@ -252,10 +269,18 @@ def test_config_composes_with_schema():
 @pytest.mark.slow
 def test_one_real_patient_end_to_end(mitdb, tmp_path):
     lib = ["100", "106", "119", "208", "232"]
-    cfg = compose("zeroshot", [
-        "record=119", f"library_records=[{','.join(lib)}]", f"data.root={mitdb}",
-        f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=3",
-        "synth.n_per_class=150", "save_model=false"])
+    cfg = compose(
+        "zeroshot",
+        [
+            "record=119",
+            f"library_records=[{','.join(lib)}]",
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "trainer.max_epochs=3",
+            "synth.n_per_class=150",
+            "save_model=false",
+        ],
+    )
     m = app.run(cfg, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["record"] == "119" and (tmp_path / "out" / "beats.png").is_file()
@@ -284,10 +309,21 @@ def test_same_seed_same_scores_whatever_ran_before(mitdb, tmp_path):
     multirun or joblib worker, other persons are trained first in the same process)."""
     import torch
 
-    cfg = compose("zeroshot", [
-        "record=119", "library_records=[100,106,208]", f"data.root={mitdb}",
-        f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=2", "ensemble=1",
-        "template=[none]", "synth.n_per_class=100", "save_model=false", "figures=false"])
+    cfg = compose(
+        "zeroshot",
+        [
+            "record=119",
+            "library_records=[100,106,208]",
+            f"data.root={mitdb}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "trainer.max_epochs=2",
+            "ensemble=1",
+            "template=[none]",
+            "synth.n_per_class=100",
+            "save_model=false",
+            "figures=false",
+        ],
+    )
     scores = []
     for i, prior in enumerate((1, 2)):
         torch.manual_seed(prior)
@@ -307,29 +343,43 @@ def test_summary_gross_counts_and_first3(tmp_path):
 
     def person(rec, c, abn, hit, fa, hours):
         se = c["TP"] / (c["TP"] + c["FN"]) if abn else None
-        return {"record": rec, "binary": {**c, **binary_rates(c)},
-                "test": {"counts": {"N": c["FP"] + c["TN"], "S": c["TP"] + c["FN"], "V": 0}},
-                "alarm": {"abnormal_beats": abn, "detected_first3": hit if abn else None,
-                          "first_detected_index": 1 if hit else None,
-                          "p_detect_first3_model": None if se is None else 1 - (1 - se) ** 3,
-                          "triplets_detected": 1.0 if abn else None, "false_alarms": fa,
-                          "hours": hours, "false_alarms_per_hour": fa / hours,
-                          "normal_flagged_per_hour": c["FP"] / hours}}
+        return {
+            "record": rec,
+            "binary": {**c, **binary_rates(c)},
+            "test": {"counts": {"N": c["FP"] + c["TN"], "S": c["TP"] + c["FN"], "V": 0}},
+            "alarm": {
+                "abnormal_beats": abn,
+                "detected_first3": hit if abn else None,
+                "first_detected_index": 1 if hit else None,
+                "p_detect_first3_model": None if se is None else 1 - (1 - se) ** 3,
+                "triplets_detected": 1.0 if abn else None,
+                "false_alarms": fa,
+                "hours": hours,
+                "false_alarms_per_hour": fa / hours,
+                "normal_flagged_per_hour": c["FP"] / hours,
+            },
+        }
 
-    runs = [person("100", {"TP": 8, "FN": 2, "FP": 5, "TN": 985}, 10, True, 3, 0.5),
-            person("101", {"TP": 1, "FN": 3, "FP": 0, "TN": 996}, 4, False, 0, 0.5),
-            person("115", {"TP": 0, "FN": 0, "FP": 10, "TN": 990}, 0, None, 4, 0.5)]
+    runs = [
+        person("100", {"TP": 8, "FN": 2, "FP": 5, "TN": 985}, 10, True, 3, 0.5),
+        person("101", {"TP": 1, "FN": 3, "FP": 0, "TN": 996}, 4, False, 0, 0.5),
+        person("115", {"TP": 0, "FN": 0, "FP": 10, "TN": 990}, 0, None, 4, 0.5),
+    ]
     for r in runs:
         write_json(tmp_path / r["record"] / "metrics.json", r)
     png = b"\x89PNG\r\n\x1a\n fake"
     (tmp_path / "101" / "beats.png").write_bytes(png)  # one person's figure
     s = summarize_dir(tmp_path)
-    assert {k: s["binary_gross"][k] for k in ("TP", "FN", "FP", "TN")} == \
-        {"TP": 9, "FN": 5, "FP": 15, "TN": 2971}
+    assert {k: s["binary_gross"][k] for k in ("TP", "FN", "FP", "TN")} == {
+        "TP": 9,
+        "FN": 5,
+        "FP": 15,
+        "TN": 2971,
+    }
     assert s["binary_gross"]["F1"] == pytest.approx(18 / (18 + 15 + 5))
     assert s["patients_with_abnormal_test_beats"] == 2 and s["p_detect_first3"] == 0.5
     assert s["missed_first3"] == ["101"]
-    assert s["p_detect_first3_model"] == pytest.approx((1 - 0.2 ** 3 + 1 - 0.75 ** 3) / 2)
+    assert s["p_detect_first3_model"] == pytest.approx((1 - 0.2**3 + 1 - 0.75**3) / 2)
     assert s["false_alarms_per_hour"] == pytest.approx(7 / 1.5)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.png").is_file()
     # the person's figure is linked from report.md and embedded in report.html

@@ -17,7 +17,9 @@ from omegaconf import MISSING
 
 #: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
 #: ``configs/`` folder of the source tree this package was installed from.
-CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parents[2] / "configs")
+CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(
+    Path(__file__).resolve().parents[2] / "configs"
+)
 
 
 # ----------------------------------------------------------------------------- data
@@ -533,30 +535,45 @@ def _checks(cfg) -> list[tuple[str, bool, str]]:
         ]
     if "split" in cfg and get(cfg.split, "name", None) == "patient_specific":
         s = cfg.split
-        out += [("split.minutes", s.minutes > 0, "> 0 minutes"),
-                ("split.common_counts", all(v >= 0 for v in s.common_counts.values()),
-                 "counts >= 0")]
+        out += [
+            ("split.minutes", s.minutes > 0, "> 0 minutes"),
+            ("split.common_counts", all(v >= 0 for v in s.common_counts.values()), "counts >= 0"),
+        ]
     if "model" in cfg:
         from ecgcnn.models.cnn1d import ACTIVATIONS
 
         m = cfg.model
-        out += [("model.activation", m.activation in ACTIVATIONS,
-                 f"one of {', '.join(sorted(ACTIVATIONS))}"),
-                ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
-                ("model.fc", all(n >= 1 for n in m.fc), "positive sizes")]
+        out += [
+            (
+                "model.activation",
+                m.activation in ACTIVATIONS,
+                f"one of {', '.join(sorted(ACTIVATIONS))}",
+            ),
+            ("model.dropout", 0 <= m.dropout < 1, "in [0, 1)"),
+            ("model.fc", all(n >= 1 for n in m.fc), "positive sizes"),
+        ]
         for i, c in enumerate(m.conv):
-            out += [(f"model.conv[{i}]", c.channels >= 1 and c.kernel >= 1 and c.stride >= 1,
-                     "channels, kernel and stride >= 1")]
+            out += [
+                (
+                    f"model.conv[{i}]",
+                    c.channels >= 1 and c.kernel >= 1 and c.stride >= 1,
+                    "channels, kernel and stride >= 1",
+                )
+            ]
     if "optim" in cfg:
-        out += [("optim.lr", cfg.optim.lr > 0, "> 0"),
-                ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0")]
+        out += [
+            ("optim.lr", cfg.optim.lr > 0, "> 0"),
+            ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0"),
+        ]
     if "trainer" in cfg:
         t = cfg.trainer
-        out += [("trainer.max_epochs", t.max_epochs >= 1, ">= 1"),
-                ("trainer.batch_size", t.batch_size >= 1, ">= 1"),
-                ("trainer.num_threads", t.num_threads >= 1, ">= 1"),
-                ("trainer.val_fraction", 0 <= t.val_fraction < 1, "in [0, 1)"),
-                ("trainer.device", t.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda")]
+        out += [
+            ("trainer.max_epochs", t.max_epochs >= 1, ">= 1"),
+            ("trainer.batch_size", t.batch_size >= 1, ">= 1"),
+            ("trainer.num_threads", t.num_threads >= 1, ">= 1"),
+            ("trainer.val_fraction", 0 <= t.val_fraction < 1, "in [0, 1)"),
+            ("trainer.device", t.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+        ]
     return out
 
 

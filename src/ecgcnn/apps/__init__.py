@@ -18,11 +18,18 @@ def output_dir() -> Path:
 
 #: Config keys (last dotted component) that hold record names: ``record``, ``data.records``,
 #: ``split.train_records``, ...
-RECORD_KEYS: tuple[str, ...] = ("record", "records", "train_records", "test_records",
-                                "common_records", "library_records")
+RECORD_KEYS: tuple[str, ...] = (
+    "record",
+    "records",
+    "train_records",
+    "test_records",
+    "common_records",
+    "library_records",
+)
 
-_OVERRIDE = re.compile(r"^(?P<key>[~+]{0,2}(?P<path>[A-Za-z_][\w.]*)(?:@[\w.]*)?)=(?P<value>.*)$",
-                       re.DOTALL)
+_OVERRIDE = re.compile(
+    r"^(?P<key>[~+]{0,2}(?P<path>[A-Za-z_][\w.]*)(?:@[\w.]*)?)=(?P<value>.*)$", re.DOTALL
+)
 _KEEP = re.compile(r"^(?:null|['\"].*['\"]|\$\{.*\}|\w+\(.*\))$", re.DOTALL)
 
 
@@ -55,8 +62,9 @@ def _quote_value(value: str) -> str:
     v = value.strip()
     if v.startswith("[") and v.endswith("]"):
         inner = v[1:-1]
-        return "[" + ",".join(_quote_value(p) for p in _split_top(inner)) + "]" if inner.strip() \
-            else v
+        return (
+            "[" + ",".join(_quote_value(p) for p in _split_top(inner)) + "]" if inner.strip() else v
+        )
     if not v or _KEEP.match(v) or ("'" in v and '"' in v):
         return value
     return f'"{v}"' if "'" in v else f"'{v}'"

@@ -27,9 +27,11 @@ def main(cfg: DictConfig) -> None:
     out = output_dir()
     s = analyze(cfg, out)
     h = s["duration_s"] / 3600
-    print(f"{s['record']}: {h:.2f} h, {s['beats_classified']} beats {s['class_counts']}, "
-          f"alarms {({k: v for k, v in s['alarms_by_rule'].items() if v})}, signal loss "
-          f"{s['signal_loss_s']} s; {s['seconds']['total']} s")
+    print(
+        f"{s['record']}: {h:.2f} h, {s['beats_classified']} beats {s['class_counts']}, "
+        f"alarms { ({k: v for k, v in s['alarms_by_rule'].items() if v}) }, signal loss "
+        f"{s['signal_loss_s']} s; {s['seconds']['total']} s"
+    )
     q = (s["score"] or {}).get("qrs", {}).get("whole")
     if q:
         print(f"QRS Se {100 * q['se']:.2f}% +P {100 * q['ppv']:.2f}% against the reference")

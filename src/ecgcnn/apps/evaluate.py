@@ -37,9 +37,13 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     """Score ``cfg.checkpoint`` on ``cfg.split``'s test beats; write metrics.json + reports."""
     check_config(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:  # `???` in eval.yaml: say so in one line rather than let OmegaConf raise deep inside
-        raise EcgError(f"{', '.join(missing)}: required setting not given "
-                       "(e.g. ecgcnn-eval checkpoint=outputs/train/<run>/best.pt)")
+    if (
+        missing
+    ):  # `???` in eval.yaml: say so in one line rather than let OmegaConf raise deep inside
+        raise EcgError(
+            f"{', '.join(missing)}: required setting not given "
+            "(e.g. ecgcnn-eval checkpoint=outputs/train/<run>/best.pt)"
+        )
     train_recs, test_recs = split_records(cfg.split)
     check_split_records(cfg.data, test_recs if cfg.split.name == "inter_patient" else train_recs)
     model, ck = load_model(cfg.checkpoint)

@@ -55,9 +55,11 @@ def main(cfg: DictConfig) -> None:
     out = output_dir()
     m = finetune_patient(cfg, out)
 
-    print(f"patient {m['record']}: VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, "
-          f"SVEB Se {pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])} on {m['n_beats']} test "
-          f"beats ({m['seconds']} s); {out / 'metrics.json'}")
+    print(
+        f"patient {m['record']}: VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, "
+        f"SVEB Se {pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])} on {m['n_beats']} test "
+        f"beats ({m['seconds']} s); {out / 'metrics.json'}"
+    )
 
 
 @cli_errors

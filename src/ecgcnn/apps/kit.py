@@ -1,7 +1,7 @@
 """``ecgcnn-kit out=DIR``: build a reference kit (common set, common models, ABS library) once.
 
-    ecgcnn-kit out=kits/mitdb                       # from MIT-BIH ($ECGCNN_DATA_DIR)
-    ecgcnn-kit out=kits/mitdb generic=generic.pt    # with a generic model in its slot
+ecgcnn-kit out=kits/mitdb                       # from MIT-BIH ($ECGCNN_DATA_DIR)
+ecgcnn-kit out=kits/mitdb generic=generic.pt    # with a generic model in its slot
 """
 
 from __future__ import annotations

@@ -41,8 +41,13 @@ def live(cfg: DictConfig, out_dir, on_ready=None, stop=None):
 @cli_errors
 def main(cfg: DictConfig) -> None:
     out = output_dir()
-    feed = live(cfg, out, on_ready=lambda url, feed: print(
-        f"live page: {url}\nevents: {out / 'events.jsonl'}", flush=True))
+    feed = live(
+        cfg,
+        out,
+        on_ready=lambda url, feed: print(
+            f"live page: {url}\nevents: {out / 'events.jsonl'}", flush=True
+        ),
+    )
     print(f"{feed.title}: {feed.n_beats} beats {feed.counts}, {len(feed.alarms)} alarms")
 
 

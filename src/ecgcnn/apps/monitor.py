@@ -36,19 +36,23 @@ def main(cfg: DictConfig) -> None:
     out = output_dir()
     s = monitor(cfg, out)
     p = s["processing"]
-    print(f"{s['record']}: {s['beats_classified']} beats {s['class_counts']}, "
-          f"{s['alarms']} alarms {({k: v for k, v in s['alarms_by_rule'].items() if v})}; "
-          f"{p['realtime_factor']}x real time, latency p99 {s['latency_ms']['p99']} ms, "
-          f"delay {s['delay_s']['emitted_p50']} s")
+    print(
+        f"{s['record']}: {s['beats_classified']} beats {s['class_counts']}, "
+        f"{s['alarms']} alarms { ({k: v for k, v in s['alarms_by_rule'].items() if v}) }; "
+        f"{p['realtime_factor']}x real time, latency p99 {s['latency_ms']['p99']} ms, "
+        f"delay {s['delay_s']['emitted_p50']} s"
+    )
     if s["score"]:
         q, c = s["score"]["qrs"]["whole"], s["score"]["classification"]
 
         def pct(v):
             return "n/a" if v is None else f"{100 * v:.1f}%"
 
-        print(f"QRS Se {pct(q['se'])} +P {pct(q['ppv'])}; VEB Se {pct(c['VEB']['Se'])} "
-              f"+P {pct(c['VEB']['PPV'])}; SVEB Se {pct(c['SVEB']['Se'])} "
-              f"+P {pct(c['SVEB']['PPV'])} (EC57/bxb conventions, see score_stream)")
+        print(
+            f"QRS Se {pct(q['se'])} +P {pct(q['ppv'])}; VEB Se {pct(c['VEB']['Se'])} "
+            f"+P {pct(c['VEB']['PPV'])}; SVEB Se {pct(c['SVEB']['Se'])} "
+            f"+P {pct(c['SVEB']['PPV'])} (EC57/bxb conventions, see score_stream)"
+        )
     print(f"outputs: {out}", file=sys.stderr)
 
 

@@ -56,8 +56,9 @@ def finetune_config(cfg: DictConfig, record: str) -> DictConfig:
     """The ``FinetuneConfig`` that trains ``record``'s model with this run's settings."""
     # every field the two apps share: a new patient-model setting reaches these models too
     part = {f.name: cfg[f.name] for f in dataclasses.fields(PatientModelConfig)}
-    return OmegaConf.merge(OmegaConf.structured(FinetuneConfig), part,
-                           {"record": record, "report": False})
+    return OmegaConf.merge(
+        OmegaConf.structured(FinetuneConfig), part, {"record": record, "report": False}
+    )
 
 
 def load_noises(ncfg, n: int, fs: float) -> dict[str, np.ndarray]:
@@ -73,12 +74,15 @@ def load_noises(ncfg, n: int, fs: float) -> dict[str, np.ndarray]:
         out.update({t: read_noise(root, t, fs) for t in ("bw", "ma") if t in need})
     if "em" in need:
         m = max([len(v) for v in out.values()] + [n])
-        out["em"] = np.stack([synth_em(m, fs, ncfg.em_seed + c, tuple(ncfg.em_band))
-                              for c in range(2)], axis=1)
+        out["em"] = np.stack(
+            [synth_em(m, fs, ncfg.em_seed + c, tuple(ncfg.em_band)) for c in range(2)], axis=1
+        )
     if "mix" in need:
         m = min(len(out[t]) for t in ("bw", "ma", "em"))
-        out["mix"] = sum(out[t][:m] / np.array([noise_size(out[t][:m, c], fs) for c in range(2)])
-                         for t in ("bw", "ma", "em")).astype(np.float32)
+        out["mix"] = sum(
+            out[t][:m] / np.array([noise_size(out[t][:m, c], fs) for c in range(2)])
+            for t in ("bw", "ma", "em")
+        ).astype(np.float32)
     return {t: out[t] for t in ncfg.types}
 
 
@@ -96,8 +100,10 @@ def _load_models(path_dir: Path, views, ensemble: int):
             raise EcgError(f"{p}: patient model not found (models_dir / views / ensemble)")
         model, c = load_model(p)
         if model.n_rr and model.n_rr != len(RR_FEATURES):
-            raise EcgError(f"{p}: model takes {model.n_rr} RR features, this code extracts "
-                           f"{len(RR_FEATURES)} (retrain it: leave models_dir unset)")
+            raise EcgError(
+                f"{p}: model takes {model.n_rr} RR features, this code extracts "
+                f"{len(RR_FEATURES)} (retrain it: leave models_dir unset)"
+            )
         models.append((view, model))
         ck = ck or c
     return models, ck
@@ -116,36 +122,49 @@ def _score(models, rec, data_cfg, boundary: int, common: set, mask: np.ndarray) 
     sel = (beats.sample >= boundary) & ~np.isin(beats.keys(), list(common))
     test = beats.subset(sel)
     plain = plain_channels(data_cfg)
-    probs = sum(predict(m, select_view(test, data_cfg.beat.template, v, plain),
-                        torch.device("cpu")) for v, m in models)
+    probs = sum(
+        predict(m, select_view(test, data_cfg.beat.template, v, plain), torch.device("cpu"))
+        for v, m in models
+    )
     pred = probs.argmax(1)
     # beat samples are at the model's rate, the mask at the record's
     at = np.clip(np.round(test.sample * rec.fs / data_cfg.fs).astype(np.int64), 0, len(mask) - 1)
     on = mask[at]
-    return {"all": confusion(test.y, pred).tolist(),
-            "noisy": confusion(test.y[on], pred[on]).tolist()}
+    return {
+        "all": confusion(test.y, pred).tolist(),
+        "noisy": confusion(test.y[on], pred[on]).tolist(),
+    }
 
 
 def noisy_records(rec, noises: dict, ncfg, noise_fs: float = NSTDB_FS):
     """Yield ``(noise_type, snr_db, noisy Record, measured SNR of lead 0)`` for one clean record."""
     n, fs = rec.n_samples, rec.fs
     mask = nst_mask(n, fs, ncfg.clean_minutes, ncfg.segment_minutes)
-    pp = np.array([qrs_size(rec.signal[:, j], fs, rec.ann_samples, rec.ann_symbols)
-                   for j in range(rec.signal.shape[1])])
+    pp = np.array(
+        [
+            qrs_size(rec.signal[:, j], fs, rec.ann_samples, rec.ann_symbols)
+            for j in range(rec.signal.shape[1])
+        ]
+    )
     for t, noise in noises.items():
         if fs != noise_fs:  # nst mixes at the ECG's rate (it resamples the noise with xform)
             noise = resample(noise, noise_fs, fs)
         chans = [(ncfg.channel + j) % noise.shape[1] for j in range(rec.signal.shape[1])]
-        streams = np.stack([noise_stream(noise[:, c], n, round(ncfg.offset_s * fs))
-                            for c in chans], axis=1)
+        streams = np.stack(
+            [noise_stream(noise[:, c], n, round(ncfg.offset_s * fs)) for c in chans], axis=1
+        )
         if ncfg.measure == "nst":
             sizes = [noise_size(streams[:, j], fs) for j in range(len(chans))]
         else:
             sizes = [masked_noise_size(streams[:, j], fs, mask) for j in range(len(chans))]
         for snr in ncfg.snr_db:
             noisy = noisy_record(rec, streams, float(snr), mask, pp, np.array(sizes))
-            yield t, float(snr), noisy, added_snr(rec.signal[:, 0], noisy.signal[:, 0], fs, mask,
-                                                  float(pp[0]))
+            yield (
+                t,
+                float(snr),
+                noisy,
+                added_snr(rec.signal[:, 0], noisy.signal[:, 0], fs, mask, float(pp[0])),
+            )
 
 
 def run_patient(record: str) -> dict:
@@ -169,8 +188,9 @@ def run_patient(record: str) -> dict:
         finetune_patient(finetune_config(cfg, record), mdir, beats=_STATE.get("beats"))
     t_train = time.perf_counter() - t0
     models, ck = _load_models(mdir, list(cfg.views), int(cfg.ensemble))
-    dcfg = view_data(checkpoint_data_config(ck, cfg.data, source=str(mdir)),
-                     prepared_template(list(cfg.views)))
+    dcfg = view_data(
+        checkpoint_data_config(ck, cfg.data, source=str(mdir)), prepared_template(list(cfg.views))
+    )
     rec = read_record(dcfg.root, record, leads=list(dcfg.leads), annotator=dcfg.annotator)
     mask = nst_mask(rec.n_samples, rec.fs, cfg.noise.clean_minutes, cfg.noise.segment_minutes)
     b = boundary_sample(cfg.split.minutes, dcfg.fs)
@@ -194,20 +214,30 @@ def _monitor_patient(cfg, rec, mdir: Path, out: Path) -> dict:
     from ecgcnn.noise import write_wfdb
 
     ncfg = OmegaConf.merge(cfg.noise, {"snr_db": list(cfg.monitor_snr_db)})
-    runs = [("clean", "-", rec)] + [(t, snr_key(snr), noisy) for t, snr, noisy, _ in
-                                    noisy_records(rec, _STATE["noises"], ncfg)]
+    runs = [("clean", "-", rec)] + [
+        (t, snr_key(snr), noisy) for t, snr, noisy, _ in noisy_records(rec, _STATE["noises"], ncfg)
+    ]
     res: dict = {}
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         for t, snr, r in runs:
             write_wfdb(r, Path(tmp) / "db", rec.name)
-            mc = OmegaConf.merge(OmegaConf.structured(MonitorConfig), {
-                "data": {"root": str(Path(tmp) / "db")}, "record": rec.name,
-                "checkpoint": str(mdir / "model.pt"), "leads": list(rec.leads),
-                "score_from_s": 60.0 * float(cfg.noise.clean_minutes), "plot": {"enabled": False}})
+            mc = OmegaConf.merge(
+                OmegaConf.structured(MonitorConfig),
+                {
+                    "data": {"root": str(Path(tmp) / "db")},
+                    "record": rec.name,
+                    "checkpoint": str(mdir / "model.pt"),
+                    "leads": list(rec.leads),
+                    "score_from_s": 60.0 * float(cfg.noise.clean_minutes),
+                    "plot": {"enabled": False},
+                },
+            )
             sc = monitor(mc, Path(tmp) / "run")["score"]
             q = sc["qrs"]["whole"]
-            res.setdefault(t, {})[snr] = {"qrs": [q["tp"], q["fn"], q["fp"]],
-                                          "confusion": sc["classification"]["confusion"]}
+            res.setdefault(t, {})[snr] = {
+                "qrs": [q["tp"], q["fn"], q["fp"]],
+                "confusion": sc["classification"]["confusion"],
+            }
     return res
 
 
@@ -220,8 +250,15 @@ def _monitor_summary(results: list[dict]) -> dict:
             tp, fn, fp = np.sum([r["monitor"][t][snr]["qrs"] for r in results], axis=0).tolist()
             g = combine({r["record"]: r["monitor"][t][snr]["confusion"] for r in results})
             out.setdefault(t, {})[snr] = {
-                "QRS": {"Se": tp / max(1, tp + fn), "PPV": tp / max(1, tp + fp), "TP": tp,
-                        "FN": fn, "FP": fp}, **_stats(g)}
+                "QRS": {
+                    "Se": tp / max(1, tp + fn),
+                    "PPV": tp / max(1, tp + fp),
+                    "TP": tp,
+                    "FN": fn,
+                    "FP": fp,
+                },
+                **_stats(g),
+            }
     return out
 
 
@@ -246,31 +283,58 @@ def summarize(results: list[dict], cfg) -> dict:
             for k in path:
                 r = r[k]
             return r
+
         return combine({r["record"]: get(r) for r in results})
 
     clean, clean_on = gross("clean", "all"), gross("clean", "noisy")
-    out = {"snr_db": [float(s) for s in cfg.noise.snr_db], "noise_types": list(cfg.noise.types),
-           "n_patients": len(results), "records": sorted(r["record"] for r in results),
-           "clean": {**_stats(clean), "n_beats": clean["n_beats"],
-                     # the same model on the clean record, scored on the beats that the noisy
-                     # runs' noisy_only blocks score: their baseline
-                     "noisy_only": {**_stats(clean_on), "n_beats": clean_on["n_beats"]}},
-           "by_noise": {}}
+    out = {
+        "snr_db": [float(s) for s in cfg.noise.snr_db],
+        "noise_types": list(cfg.noise.types),
+        "n_patients": len(results),
+        "records": sorted(r["record"] for r in results),
+        "clean": {
+            **_stats(clean),
+            "n_beats": clean["n_beats"],
+            # the same model on the clean record, scored on the beats that the noisy
+            # runs' noisy_only blocks score: their baseline
+            "noisy_only": {**_stats(clean_on), "n_beats": clean_on["n_beats"]},
+        },
+        "by_noise": {},
+    }
     for t in cfg.noise.types:
         for snr in map(snr_key, cfg.noise.snr_db):
             g = gross("by_noise", t, snr, "all")
             gn = gross("by_noise", t, snr, "noisy")
             meas = [r["by_noise"][t][snr]["measured_snr_db"] for r in results]
             out["by_noise"].setdefault(t, {})[snr] = {
-                **_stats(g), "n_beats": g["n_beats"],
+                **_stats(g),
+                "n_beats": g["n_beats"],
                 "noisy_only": {**_stats(gn), "n_beats": gn["n_beats"]},
-                "measured_snr_db": {"median": float(np.median(meas)), "min": float(np.min(meas)),
-                                    "max": float(np.max(meas))}}
-    out["protocol"] = {k: OmegaConf.to_container(cfg.noise, resolve=True)[k] for k in
-                       ("channel", "offset_s", "clean_minutes", "segment_minutes", "em_seed",
-                        "em_band", "measure")}
-    out["protocol"].update({"train_minutes": float(cfg.split.minutes),
-                            "models_dir": cfg.models_dir, "em": "synthetic (ecgcnn.noise.synth_em)"})
+                "measured_snr_db": {
+                    "median": float(np.median(meas)),
+                    "min": float(np.min(meas)),
+                    "max": float(np.max(meas)),
+                },
+            }
+    out["protocol"] = {
+        k: OmegaConf.to_container(cfg.noise, resolve=True)[k]
+        for k in (
+            "channel",
+            "offset_s",
+            "clean_minutes",
+            "segment_minutes",
+            "em_seed",
+            "em_band",
+            "measure",
+        )
+    }
+    out["protocol"].update(
+        {
+            "train_minutes": float(cfg.split.minutes),
+            "models_dir": cfg.models_dir,
+            "em": "synthetic (ecgcnn.noise.synth_em)",
+        }
+    )
     return out
 
 
@@ -290,8 +354,9 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
     if not cfg.noise.snr_db:
         raise EcgError("noise.snr_db: empty")
     if (cfg.ensemble != 1 or len(cfg.views) != 1) and cfg.monitor_snr_db:
-        raise EcgError("monitor_snr_db: the monitor streams one model; needs ensemble=1 and "
-                       "one view")
+        raise EcgError(
+            "monitor_snr_db: the monitor streams one model; needs ensemble=1 and one view"
+        )
     if cfg.noise.measure not in ("nst", "segments"):
         raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
     # at the noise records' own rate: noisy_records resamples to a record's rate if it differs
@@ -302,16 +367,25 @@ def noise_stress(cfg: DictConfig, out_dir: Path) -> dict:
     from ecgcnn.apps.finetune import prepared_template, view_data
 
     beats = load_beats(view_data(cfg.data, prepared_template(list(cfg.views))), records=need).beats
-    common = draw_common_set(beats, list(cfg.split.common_records), dict(cfg.split.common_counts),
-                             cfg.split.common_seed)
-    state = {"cfg": cfg, "out": out_dir, "noises": noises, "beats": beats,
-             "common": set(common.keys().tolist()) if cfg.split.exclude_common_from_test else set()}
+    common = draw_common_set(
+        beats, list(cfg.split.common_records), dict(cfg.split.common_counts), cfg.split.common_seed
+    )
+    state = {
+        "cfg": cfg,
+        "out": out_dir,
+        "noises": noises,
+        "beats": beats,
+        "common": set(common.keys().tolist()) if cfg.split.exclude_common_from_test else set(),
+    }
     results = []
 
     def done(r):
         results.append(r)
-        print(f"  patient {r['record']}: train {r['seconds']['train']:.1f} s, noise "
-              f"conditions {r['seconds']['total'] - r['seconds']['train']:.1f} s", flush=True)
+        print(
+            f"  patient {r['record']}: train {r['seconds']['train']:.1f} s, noise "
+            f"conditions {r['seconds']['total'] - r['seconds']['train']:.1f} s",
+            flush=True,
+        )
 
     if cfg.workers == 1:
         _init_worker(state)

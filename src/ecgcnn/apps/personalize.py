@@ -28,8 +28,10 @@ def main(cfg: DictConfig) -> None:
     m = personalize_record(cfg, out)
     line = f"{m['record']} ({m['mode']}, {m['beats']} beats at {m['fs']:g} Hz)"
     if "VEB" in m:
-        line += (f": VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, SVEB Se "
-                 f"{pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])}")
+        line += (
+            f": VEB Se {pct(m['VEB']['Se'])} +P {pct(m['VEB']['PPV'])}, SVEB Se "
+            f"{pct(m['SVEB']['Se'])} +P {pct(m['SVEB']['PPV'])}"
+        )
     elif "binary" in m:
         b = m["binary"]
         line += f": Se {pct(b['Se'])} +P {pct(b['PPV'])} F1 {pct(b['F1'])}"

@@ -38,8 +38,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> dict:
     """
     check_config(cfg)
     t0 = time.perf_counter()
-    data = load_beats(cfg.data, use_cache=cfg.use_cache, progress=cfg.progress,
-                      workers=cfg.workers)
+    data = load_beats(cfg.data, use_cache=cfg.use_cache, progress=cfg.progress, workers=cfg.workers)
     names = list(data.beats)
     summary = {
         "records": {n: data.info[n] for n in names},

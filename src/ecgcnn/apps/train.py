@@ -19,8 +19,10 @@ def main(cfg: DictConfig) -> None:
     out = output_dir()
     s = train(cfg, out)
     if is_main_process():
-        print(f"best epoch {s['best_epoch']} (val loss {s['best_val_loss']:.4f}), "
-              f"{s['seconds_per_epoch']} s/epoch; checkpoint: {out / 'best.pt'}")
+        print(
+            f"best epoch {s['best_epoch']} (val loss {s['best_val_loss']:.4f}), "
+            f"{s['seconds_per_epoch']} s/epoch; checkpoint: {out / 'best.pt'}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """``ecgcnn-zeroshot``: zero-shot personal CNN from abnormal-beat synthesis (Kiranyaz 2017).
 
-    ecgcnn-zeroshot record=208                       # one person -> metrics.json, beats.png
-    ecgcnn-zeroshot -m record=100,101,103            # several persons (Hydra multirun)
-    ecgcnn-zeroshot summarize=multirun/zeroshot/DIR  # summary.json + report.md/html of a sweep
+ecgcnn-zeroshot record=208                       # one person -> metrics.json, beats.png
+ecgcnn-zeroshot -m record=100,101,103            # several persons (Hydra multirun)
+ecgcnn-zeroshot summarize=multirun/zeroshot/DIR  # summary.json + report.md/html of a sweep
 """
 
 from __future__ import annotations
@@ -39,13 +39,17 @@ def main(cfg: DictConfig) -> None:
     m = run(cfg, out)
     if cfg.summarize:
         g = m["binary_gross"]
-        print(f"{m['patients']} patients: F1 {g['F1']:.3f}, Spe {g['Spe']:.3f}, "
-              f"P(first 3) {m['p_detect_first3']:.3f}; report: {Path(cfg.summarize)}/report.html")
+        print(
+            f"{m['patients']} patients: F1 {g['F1']:.3f}, Spe {g['Spe']:.3f}, "
+            f"P(first 3) {m['p_detect_first3']:.3f}; report: {Path(cfg.summarize)}/report.html"
+        )
         return
     b, a = m["binary"], m["alarm"]
-    print(f"record {m['record']}: Se {b['Se']}, Spe {b['Spe']}, F1 {b['F1']}, "
-          f"first-3 detected {a['detected_first3']}, false alarms/h "
-          f"{a['false_alarms_per_hour']}; outputs: {out}")
+    print(
+        f"record {m['record']}: Se {b['Se']}, Spe {b['Spe']}, F1 {b['F1']}, "
+        f"first-3 detected {a['detected_first3']}, false alarms/h "
+        f"{a['false_alarms_per_hour']}; outputs: {out}"
+    )
 
 
 if __name__ == "__main__":

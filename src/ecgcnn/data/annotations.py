@@ -38,8 +38,7 @@ def _write_empty(path: Path, fs: float) -> None:
     ``wfdb.wrann`` refuses empty files; this writes what it would write around the annotations:
     the time-resolution note, the end of the special annotations, and the end-of-file word.
     """
-    fs_bytes = wfdb.Annotation("x", "x", sample=np.array([0]), symbol=["N"],
-                               fs=fs).calc_fs_bytes()
+    fs_bytes = wfdb.Annotation("x", "x", sample=np.array([0]), symbol=["N"], fs=fs).calc_fs_bytes()
     end_special = [0, 236, 255, 255, 255, 255, 1, 0]  # as in wfdb's Annotation.wr_ann_file
     path.write_bytes(np.concatenate((fs_bytes, end_special, [0, 0])).astype("u1").tobytes())
 
@@ -54,8 +53,10 @@ def class_symbols(y) -> np.ndarray:
     """
     y = np.asarray(y, dtype=np.int64)
     if y.size and (y.min() < 0 or y.max() >= len(CLASSES)):
-        raise EcgError(f"class_symbols: class index out of range 0..{len(CLASSES) - 1} "
-                       f"(got {int(y.min())}..{int(y.max())})")
+        raise EcgError(
+            f"class_symbols: class index out of range 0..{len(CLASSES) - 1} "
+            f"(got {int(y.min())}..{int(y.max())})"
+        )
     lut = np.array([CLASS_SYMBOLS[c] for c in CLASSES], dtype="<U1")
     return lut[y]
 
@@ -107,8 +108,9 @@ def write_annotations(
     if not fs or fs <= 0:
         raise EcgError(f"{path}: fs must be > 0 Hz, got {fs}")
     s = np.asarray(samples)
-    if s.ndim != 1 or (s.size and not np.issubdtype(s.dtype, np.integer)
-                       and not np.array_equal(s, np.round(s))):
+    if s.ndim != 1 or (
+        s.size and not np.issubdtype(s.dtype, np.integer) and not np.array_equal(s, np.round(s))
+    ):
         raise EcgError(f"{path}: samples must be a 1-D array of whole sample numbers")
     s = s.astype(np.int64)
     sym = [str(v) for v in np.asarray(symbols).ravel().tolist()]
@@ -122,8 +124,11 @@ def write_annotations(
     if unknown:
         raise EcgError(f"{path}: not MIT-BIH annotation symbols: {', '.join(unknown)}")
     order = np.argsort(s, kind="stable")
-    kw = {k: [v[i] for i in order] if k == "aux_note" else np.asarray(v)[order]
-          for k, v in fields.items() if v is not None}
+    kw = {
+        k: [v[i] for i in order] if k == "aux_note" else np.asarray(v)[order]
+        for k, v in fields.items()
+        if v is not None
+    }
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{path.name}."))
@@ -133,8 +138,15 @@ def write_annotations(
         # wrann names the file after record_name itself, so it writes into a private temp dir
         # and the finished file is renamed into place (no half-written file under the name).
         if s.size:
-            wfdb.wrann(record_name, annotator, s[order], symbol=[sym[i] for i in order],
-                       fs=float(fs), write_dir=str(tmp), **kw)
+            wfdb.wrann(
+                record_name,
+                annotator,
+                s[order],
+                symbol=[sym[i] for i in order],
+                fs=float(fs),
+                write_dir=str(tmp),
+                **kw,
+            )
         else:
             _write_empty(tmp / path.name, float(fs))
         if path.exists() and not overwrite:

@@ -112,12 +112,15 @@ def rr_features(r: np.ndarray, fs: float, n_local: int, n_long: int) -> np.ndarr
     local_sq = causal_mean(pre**2, n_local)
     cv = np.sqrt(np.maximum(local_sq - local**2, 0.0)) / local
     prev = np.concatenate([[pre[0]], pre[:-1]])
-    out = np.stack([pre, post, local, long, pre / local, post / local, pre / long, cv, pre / prev],
-                   axis=1)
+    out = np.stack(
+        [pre, post, local, long, pre / local, post / local, pre / long, cv, pre / prev], axis=1
+    )
     return out.astype(np.float32)
 
 
-def _windows(x: np.ndarray, centers: np.ndarray, before: int, after: int, length: int) -> np.ndarray:
+def _windows(
+    x: np.ndarray, centers: np.ndarray, before: int, after: int, length: int
+) -> np.ndarray:
     """Windows [c - before, c + after) of a 1-D signal, linearly interpolated to ``length`` samples.
 
     Written by hand because it vectorizes over all beats at once (one gather), where calling
@@ -130,8 +133,12 @@ def _windows(x: np.ndarray, centers: np.ndarray, before: int, after: int, length
     return x[i0] * (1 - frac) + x[i1] * frac
 
 
-def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = None,
-                   history: np.ndarray | None = None) -> np.ndarray:
+def running_median(
+    x: np.ndarray,
+    window: int,
+    eligible: np.ndarray | None = None,
+    history: np.ndarray | None = None,
+) -> np.ndarray:
     """``(n, ...)`` beats in time order -> for each beat the element-wise median of the last
     ``window`` eligible beats before it (not itself; causal, label-free). A beat with no
     eligible beat before it is its own reference. ``eligible``: boolean ``(n,)``, None = all.
@@ -145,7 +152,7 @@ def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = Non
         raise EcgError(f"template: {len(eligible)} eligibility flags for {len(x)} beats")
     h = 0 if history is None else min(len(history), window)
     if h:
-        src_x = np.concatenate([history[len(history) - h:], x])
+        src_x = np.concatenate([history[len(history) - h :], x])
     else:
         src_x = x
     pool = np.concatenate([np.arange(h), h + np.flatnonzero(eligible)])
@@ -159,7 +166,7 @@ def running_median(x: np.ndarray, window: int, eligible: np.ndarray | None = Non
     full = ok.all(axis=1)  # a whole window of eligible beats before it
     whole = np.flatnonzero(full)
     for lo in range(0, len(whole), 512):  # bounded memory: (512, ..., window) at a time
-        rows = whole[lo:lo + 512]
+        rows = whole[lo : lo + 512]
         # the window axis last and contiguous: numpy's partition along a strided axis is ~1.6x
         # slower (the values, and so the medians, are the same)
         out[rows] = median_last(np.ascontiguousarray(np.moveaxis(src_x[src[rows]], 1, -1)))
@@ -178,7 +185,7 @@ def median_last(a: np.ndarray) -> np.ndarray:
     p = np.partition(a, k, axis=-1)
     if n % 2:
         return p[..., k]
-    return (p[..., k] + p[..., k + 1:].min(axis=-1)) / 2
+    return (p[..., k] + p[..., k + 1 :].min(axis=-1)) / 2
 
 
 def template_mode(b) -> str:
@@ -212,8 +219,10 @@ def view_slice(prepared: str, view: str, plain_channels: int) -> slice:
     if view == prepared:
         return slice(None)
     if prepared != "add" or view not in TEMPLATES:
-        raise EcgError(f"views: '{view}' cannot be cut from beats prepared with "
-                       f"data.beat.template={prepared} (prepare with 'add')")
+        raise EcgError(
+            f"views: '{view}' cannot be cut from beats prepared with "
+            f"data.beat.template={prepared} (prepare with 'add')"
+        )
     return slice(0, plain_channels) if view == "none" else slice(plain_channels, None)
 
 
@@ -222,8 +231,12 @@ def select_view(beats: BeatSet, prepared: str, view: str, plain_channels: int) -
     ch = view_slice(prepared, view, plain_channels)
     if ch == slice(None):
         return beats
-    return BeatSet(**{f.name: getattr(beats, f.name)[:, ch] if f.name == "x"
-                      else getattr(beats, f.name) for f in fields(BeatSet)})
+    return BeatSet(
+        **{
+            f.name: getattr(beats, f.name)[:, ch] if f.name == "x" else getattr(beats, f.name)
+            for f in fields(BeatSet)
+        }
+    )
 
 
 def extract_beats(rec: Record, cfg) -> tuple[BeatSet, int]:

@@ -44,8 +44,9 @@ class PreparedData:
 
 
 def _settings(cfg) -> dict:
-    c = OmegaConf.to_container(OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg,
-                               resolve=True)
+    c = OmegaConf.to_container(
+        OmegaConf.structured(cfg) if not OmegaConf.is_config(cfg) else cfg, resolve=True
+    )
     return {
         "version": CACHE_VERSION,
         "leads": list(c["leads"]),
@@ -104,8 +105,9 @@ def _prepare_record(job) -> tuple[str, BeatSet | None, dict | str]:
     return name, beats, info
 
 
-def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False,
-               workers: int = 1) -> PreparedData:
+def load_beats(
+    cfg, records=None, use_cache: bool = True, progress: bool = False, workers: int = 1
+) -> PreparedData:
     """Beats of ``records`` (default ``cfg.records``, else all 48) under data settings ``cfg``.
 
     Parameters
@@ -140,8 +142,12 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
     fresh: dict[str, tuple[BeatSet, dict]] = {}  # the prepared ones, for the cache
     # the bar as a context: closed (and, leave=False, cleared) on an error too, so the error is
     # the one line left on the terminal
-    with tqdm(total=len(names), desc="prepare", unit="rec", disable=not progress,
-              leave=False) as bar, contextlib.ExitStack() as stack:
+    with (
+        tqdm(
+            total=len(names), desc="prepare", unit="rec", disable=not progress, leave=False
+        ) as bar,
+        contextlib.ExitStack() as stack,
+    ):
         for name in names:
             sig = _source_signature(root, name, cfg.annotator)
             hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
@@ -171,6 +177,10 @@ def load_beats(cfg, records=None, use_cache: bool = True, progress: bool = False
     if cdir:
         for name, (beats, info) in fresh.items():
             arrays = {f.name: getattr(beats, f.name) for f in fields(BeatSet)}
-            write_npz_atomic(cdir / f"{name}.npz", signature=np.array(sigs[name]),
-                             info=np.array(json.dumps(info)), **arrays)
+            write_npz_atomic(
+                cdir / f"{name}.npz",
+                signature=np.array(sigs[name]),
+                info=np.array(json.dumps(info)),
+                **arrays,
+            )
     return out

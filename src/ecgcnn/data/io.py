@@ -18,10 +18,54 @@ from ecgcnn.errors import EcgError
 
 #: All 48 records of the MIT-BIH Arrhythmia Database 1.0.0.
 MITDB_RECORDS: tuple[str, ...] = (
-    "100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "111", "112", "113",
-    "114", "115", "116", "117", "118", "119", "121", "122", "123", "124", "200", "201", "202",
-    "203", "205", "207", "208", "209", "210", "212", "213", "214", "215", "217", "219", "220",
-    "221", "222", "223", "228", "230", "231", "232", "233", "234",
+    "100",
+    "101",
+    "102",
+    "103",
+    "104",
+    "105",
+    "106",
+    "107",
+    "108",
+    "109",
+    "111",
+    "112",
+    "113",
+    "114",
+    "115",
+    "116",
+    "117",
+    "118",
+    "119",
+    "121",
+    "122",
+    "123",
+    "124",
+    "200",
+    "201",
+    "202",
+    "203",
+    "205",
+    "207",
+    "208",
+    "209",
+    "210",
+    "212",
+    "213",
+    "214",
+    "215",
+    "217",
+    "219",
+    "220",
+    "221",
+    "222",
+    "223",
+    "228",
+    "230",
+    "231",
+    "232",
+    "233",
+    "234",
 )
 #: Paced records, excluded from the AAMI 44-record protocol.
 PACED_RECORDS: tuple[str, ...] = ("102", "104", "107", "217")
@@ -167,16 +211,27 @@ def read_record(
 
 
 #: Bytes per sample of the WFDB signal formats (format 212 packs two 12-bit samples in 3 bytes).
-_BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2, "212": 1.5,
-                     "310": 4 / 3, "311": 4 / 3}
+_BYTES_PER_SAMPLE = {
+    "8": 1,
+    "16": 2,
+    "24": 3,
+    "32": 4,
+    "61": 2,
+    "80": 1,
+    "160": 2,
+    "212": 1.5,
+    "310": 4 / 3,
+    "311": 4 / 3,
+}
 
 
 def _check_dat_sizes(root: Path, name: str, header) -> None:
     """A truncated ``.dat`` is reported as such, before wfdb fails on it obscurely."""
     per_file: dict[str, float] = {}
     offsets: dict[str, int] = {}
-    for fname, fmt, off in zip(header.file_name, header.fmt, header.byte_offset or
-                               [None] * len(header.fmt)):
+    for fname, fmt, off in zip(
+        header.file_name, header.fmt, header.byte_offset or [None] * len(header.fmt)
+    ):
         per_file[fname] = per_file.get(fname, 0.0) + _BYTES_PER_SAMPLE.get(str(fmt), 0)
         offsets[fname] = int(off or 0)
     for fname, bps in per_file.items():

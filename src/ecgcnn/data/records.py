@@ -78,20 +78,24 @@ def load_record(
     p = Path(path).expanduser()
     suffix = p.suffix.lower()
     if suffix in (".hea", ".dat") or (suffix not in (".edf", ".csv") and _wfdb_header(p)):
-        rec = _load_wfdb(p.with_suffix("") if suffix in (".hea", ".dat") else p, leads, lead,
-                         fs, annotator)
+        rec = _load_wfdb(
+            p.with_suffix("") if suffix in (".hea", ".dat") else p, leads, lead, fs, annotator
+        )
     elif suffix == ".edf":
         rec = _load_edf(p, leads, lead, fs, annotator is not None)
     elif suffix == ".csv":
         rec = _load_csv(p, leads, lead, fs)
     elif p.exists():
-        raise EcgError(f"{p}: unknown record format '{p.suffix}' (expected a WFDB record name "
-                       "without extension or .hea, an .edf or a .csv file)")
+        raise EcgError(
+            f"{p}: unknown record format '{p.suffix}' (expected a WFDB record name "
+            "without extension or .hea, an .edf or a .csv file)"
+        )
     else:
         raise EcgError(f"{p}.hea: record not found (nor {p.name} as an .edf or .csv file)")
     if rec.fs < min_fs:
-        raise EcgError(f"{p}: sampling rate {rec.fs:g} Hz is below the {min_fs:g} Hz this "
-                       "pipeline accepts")
+        raise EcgError(
+            f"{p}: sampling rate {rec.fs:g} Hz is below the {min_fs:g} Hz this pipeline accepts"
+        )
     if labels is not None:
         rec.ann_samples, rec.ann_symbols = read_labels_csv(labels)
     elif annotator is None:
@@ -101,9 +105,11 @@ def load_record(
     if bad.any():
         src = labels if labels is not None else p
         first = int(rec.ann_samples[bad][0])
-        raise EcgError(f"{src}: {int(bad.sum())} labels outside the record's {rec.n_samples} "
-                       f"samples (first at sample {first}; samples are at the record's own "
-                       f"rate, {rec.fs:g} Hz)")
+        raise EcgError(
+            f"{src}: {int(bad.sum())} labels outside the record's {rec.n_samples} "
+            f"samples (first at sample {first}; samples are at the record's own "
+            f"rate, {rec.fs:g} Hz)"
+        )
     return rec
 
 
@@ -111,8 +117,9 @@ def _wfdb_header(p: Path) -> bool:
     return Path(f"{p}.hea").is_file()
 
 
-def choose_leads(available: Sequence[str], leads: Sequence[str], lead: str | int | None,
-                 where: str) -> list[str]:
+def choose_leads(
+    available: Sequence[str], leads: Sequence[str], lead: str | int | None, where: str
+) -> list[str]:
     """The record's lead names to read for the wanted ``leads`` (see :func:`load_record`).
 
     Raises
@@ -141,11 +148,12 @@ def choose_leads(available: Sequence[str], leads: Sequence[str], lead: str | int
     chosen = [w if w != OTHER_LEAD else (spare.pop(0) if spare else w) for w in wanted]
     missing = [c for c in chosen if c not in available]
     if missing:
-        hint = (f"choose one with lead=NAME|INDEX (e.g. lead={available[0]})"
-                if lead is None and missing[0] == chosen[0] and available else
-                "the record has too few leads")
-        raise MissingLeadError(f"{where}: no lead {', '.join(missing)} (leads: {listing}); "
-                               f"{hint}")
+        hint = (
+            f"choose one with lead=NAME|INDEX (e.g. lead={available[0]})"
+            if lead is None and missing[0] == chosen[0] and available
+            else "the record has too few leads"
+        )
+        raise MissingLeadError(f"{where}: no lead {', '.join(missing)} (leads: {listing}); {hint}")
     return chosen
 
 
@@ -222,8 +230,7 @@ def _load_csv(p: Path, leads, lead, fs) -> Record:
         raise EcgError(f"{p}: empty CSV file")
     has_header = _header_row(first)
     try:
-        data = np.loadtxt(p, delimiter=",", skiprows=int(has_header), dtype=np.float64,
-                          ndmin=2)
+        data = np.loadtxt(p, delimiter=",", skiprows=int(has_header), dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise EcgError(f"{p}: CSV does not parse as numbers ({exc})") from None
     names = first if has_header else [str(j) for j in range(data.shape[1])]
@@ -234,8 +241,10 @@ def _load_csv(p: Path, leads, lead, fs) -> Record:
     finite = np.isfinite(data)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise EcgError(f"{p}: {int((~finite).sum())} NaN/inf samples (first at data row "
-                       f"{int(row) + 1}, column {names[col]})")
+        raise EcgError(
+            f"{p}: {int((~finite).sum())} NaN/inf samples (first at data row "
+            f"{int(row) + 1}, column {names[col]})"
+        )
     chosen = choose_leads(names, leads, lead, str(p))
     signal = data[:, [names.index(c) for c in chosen]].astype(np.float32)
     io.check_signal(signal, str(p), chosen)
@@ -272,5 +281,4 @@ def read_labels_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             samples.append(s)
             symbols.append(row[1])
     order = np.argsort(np.asarray(samples, dtype=np.int64), kind="stable")
-    return (np.asarray(samples, dtype=np.int64)[order],
-            np.asarray(symbols, dtype="<U2")[order])
+    return (np.asarray(samples, dtype=np.int64)[order], np.asarray(symbols, dtype="<U2")[order])

@@ -71,8 +71,9 @@ def patient_specific(
     -------
     (common, patients)
     """
-    common = draw_common_set(beats, list(cfg.common_records), dict(cfg.common_counts),
-                             cfg.common_seed)
+    common = draw_common_set(
+        beats, list(cfg.common_records), dict(cfg.common_counts), cfg.common_seed
+    )
     common_keys = set(common.keys().tolist())
     b = boundary_sample(cfg.minutes, fs)
     patients = {}

@@ -75,8 +75,10 @@ def _source_dir() -> Path:
     src = Path(env).expanduser() if env else _REPO.parent / "shared" / "tools" / "wfdb-bxb"
     if not (src / "build.sh").is_file() or not (src / "src" / "bxb.c").is_file():
         where = f"${BXB_SRC_ENV}={env}" if env else str(src)
-        raise EcgError(f"{where}: WFDB bxb sources not found (need build.sh and src/bxb.c; "
-                       f"set {BXB_SRC_ENV} to the wfdb-bxb tools directory)")
+        raise EcgError(
+            f"{where}: WFDB bxb sources not found (need build.sh and src/bxb.c; "
+            f"set {BXB_SRC_ENV} to the wfdb-bxb tools directory)"
+        )
     return src
 
 
@@ -108,8 +110,9 @@ def build_bxb(dest: Path | None = None) -> Path:
     src = _source_dir()
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
-        raise EcgError(f"{src / 'build.sh'}: no C compiler '{cc}' on PATH to build bxb "
-                       "(install gcc or set CC)")
+        raise EcgError(
+            f"{src / 'build.sh'}: no C compiler '{cc}' on PATH to build bxb (install gcc or set CC)"
+        )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Build beside dest and rename: two processes building at once never see half a binary.
@@ -117,8 +120,13 @@ def build_bxb(dest: Path | None = None) -> Path:
     except OSError as exc:
         raise EcgError(f"{dest}: cannot create the bxb build directory ({exc})") from None
     try:
-        proc = subprocess.run(["bash", str(src / "build.sh"), str(tmp)], check=False,
-                              capture_output=True, text=True, env={**os.environ, "CC": cc})
+        proc = subprocess.run(
+            ["bash", str(src / "build.sh"), str(tmp)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CC": cc},
+        )
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise EcgError(f"{src / 'build.sh'}: building bxb failed ({last[0]})")
@@ -168,8 +176,10 @@ def parse_bxb_report(text: str) -> dict:
         if stat:
             stats[stat.group(1).strip()] = (int(stat.group(2)), int(stat.group(3)))
     if set(m) != set(REF_CLASSES) or any(len(m[r]) != (5 if r in "OX" else 7) for r in m):
-        raise EcgError("bxb report: confusion matrix missing or malformed "
-                       f"(rows found: {''.join(m) or 'none'})")
+        raise EcgError(
+            "bxb report: confusion matrix missing or malformed "
+            f"(rows found: {''.join(m) or 'none'})"
+        )
     for r in "OX":
         m[r].update(o=0, x=0)
 
@@ -191,14 +201,18 @@ def parse_bxb_report(text: str) -> dict:
         "sveb": {**_figures(stp, sfn, sfp), "tn": stn},
     }
     expect = {
-        "QRS sensitivity": (qtp, qtp + qfn), "QRS positive predictivity": (qtp, qtp + qfp),
-        "VEB sensitivity": (vtp, vtp + vfn), "VEB positive predictivity": (vtp, vtp + vfp),
-        "SVEB sensitivity": (stp, stp + sfn), "SVEB positive predictivity": (stp, stp + sfp),
+        "QRS sensitivity": (qtp, qtp + qfn),
+        "QRS positive predictivity": (qtp, qtp + qfp),
+        "VEB sensitivity": (vtp, vtp + vfn),
+        "VEB positive predictivity": (vtp, vtp + vfp),
+        "SVEB sensitivity": (stp, stp + sfn),
+        "SVEB positive predictivity": (stp, stp + sfp),
     }
     for name, pair in expect.items():
         if stats.get(name) != pair:
-            raise EcgError(f"bxb report: '{name}' printed {stats.get(name)}, the matrix gives "
-                           f"{pair}")
+            raise EcgError(
+                f"bxb report: '{name}' printed {stats.get(name)}, the matrix gives {pair}"
+            )
     rms = _RMS.search(text)
     out["rms_rr_error_ms"] = float(rms.group(1)) if rms else None
     shut = _SHUT.search(text)
@@ -265,14 +279,18 @@ def run_bxb(
     """
     record_dir = Path(record_dir)
     test_dir = Path(test_dir) if test_dir is not None else record_dir
-    files = {f"{record}.{ref_annotator}": record_dir / f"{record}.{ref_annotator}",
-             f"{record}.{test_annotator}": test_dir / f"{record}.{test_annotator}"}
+    files = {
+        f"{record}.{ref_annotator}": record_dir / f"{record}.{ref_annotator}",
+        f"{record}.{test_annotator}": test_dir / f"{record}.{test_annotator}",
+    }
     hea = record_dir / f"{record}.hea"
     if hea.is_file():
         files[f"{record}.hea"] = hea
     elif fs is None:
-        raise EcgError(f"{hea}: header not found (bxb needs the record's sampling rate; "
-                       "pass fs= and n_samples= for a record without a WFDB header)")
+        raise EcgError(
+            f"{hea}: header not found (bxb needs the record's sampling rate; "
+            "pass fs= and n_samples= for a record without a WFDB header)"
+        )
     for path in files.values():
         if not path.is_file():
             raise EcgError(f"{path}: annotation file not found")
@@ -280,8 +298,18 @@ def run_bxb(
         raise EcgError(f"run_bxb: bad interval start_s={start_s}, end_s={end_s}")
     bxb = (bindir or build_bxb()) / "bxb"
     # Seconds with a fraction are what strtim parses as elapsed time (a bare "0" is too).
-    argv = [str(bxb), "-r", record, "-a", ref_annotator, test_annotator,
-            "-f", f"{start_s:.6f}", "-S", "-"]
+    argv = [
+        str(bxb),
+        "-r",
+        record,
+        "-a",
+        ref_annotator,
+        test_annotator,
+        "-f",
+        f"{start_s:.6f}",
+        "-S",
+        "-",
+    ]
     if end_s is not None:
         argv += ["-t", f"{end_s:.6f}"]
     with tempfile.TemporaryDirectory(prefix="ecgcnn-bxb-") as tmp:
@@ -291,14 +319,26 @@ def run_bxb(
             length = f" {int(n_samples)}" if n_samples is not None else ""
             Path(tmp, f"{record}.hea").write_text(f"{record} 0 {float(fs):g}{length}\n")
         # WFDB=. and cwd=tmp: the WFDB path is space-separated, so never put a path in it.
-        proc = subprocess.run(argv, check=False, cwd=tmp, env={**os.environ, "WFDB": "."},
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            argv,
+            check=False,
+            cwd=tmp,
+            env={**os.environ, "WFDB": "."},
+            capture_output=True,
+            text=True,
+        )
     if proc.returncode != 0:
         msg = " ".join(proc.stderr.split()) or f"exit status {proc.returncode}"
         raise EcgError(f"{files[f'{record}.{test_annotator}']}: bxb failed ({msg})")
     out = parse_bxb_report(proc.stdout)
-    out.update(record=record, ref_annotator=ref_annotator, test_annotator=test_annotator,
-               start_s=float(start_s), command=argv, report=proc.stdout)
+    out.update(
+        record=record,
+        ref_annotator=ref_annotator,
+        test_annotator=test_annotator,
+        start_s=float(start_s),
+        command=argv,
+        report=proc.stdout,
+    )
     return out
 
 

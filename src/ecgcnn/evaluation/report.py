@@ -23,9 +23,10 @@ from ecgcnn.errors import EcgError
 from ecgcnn.evaluation.aami import CLASSES, METRICS
 
 # configs/ of the source tree, or $ECGCNN_CONFIG_DIR (non-editable installs, the Docker image)
-PUBLISHED_PATH = Path(
-    os.environ.get("ECGCNN_CONFIG_DIR") or Path(__file__).resolve().parents[3] / "configs"
-) / "published.yaml"
+PUBLISHED_PATH = (
+    Path(os.environ.get("ECGCNN_CONFIG_DIR") or Path(__file__).resolve().parents[3] / "configs")
+    / "published.yaml"
+)
 PROTOCOLS = ("patient_specific", "inter_patient")
 KINDS = ("VEB", "SVEB")
 # Column order of every VEB/SVEB table, as the literature prints it (Acc, Se, Spe, +P).
@@ -104,8 +105,9 @@ def console_table(metrics: dict, published: dict | None = None, label: str = "ou
     """Gross VEB/SVEB Acc, Se, Spe, +P (%) as plain text, published studies underneath."""
     lines = [f"{'':<19}{'Acc':>6}{'Se':>6}{'Spe':>6}{'+P':>6}"]
     for kind in KINDS:
-        rows = [(label, metrics[kind])] + [(name, p.get(kind) or {})
-                                           for name, p in (published or {}).items()]
+        rows = [(label, metrics[kind])] + [
+            (name, p.get(kind) or {}) for name, p in (published or {}).items()
+        ]
         for name, b in rows:
             cells = "".join(f"{pct(b.get(k)):>6}" for k in ("Acc", "Se", "Spe", "PPV"))
             lines.append(f"{kind:<5}{name:<14}{cells}")
@@ -247,14 +249,31 @@ def operating_figure(sweep: dict, published: dict | None = None) -> Figure:
     axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, KINDS):
         pts = [p for p in sweep.get(kind, []) if p["Se"] is not None and p["PPV"] is not None]
-        ax.plot([100 * p["Se"] for p in pts], [100 * p["PPV"] for p in pts], "o-", ms=3,
-                label="ours, class probability x w")
+        ax.plot(
+            [100 * p["Se"] for p in pts],
+            [100 * p["PPV"] for p in pts],
+            "o-",
+            ms=3,
+            label="ours, class probability x w",
+        )
         for p in pts:
             if p["w"] == 1.0:
-                ax.plot(100 * p["Se"], 100 * p["PPV"], "o", ms=10, mfc="none", color="C3",
-                        label="ours, argmax (w = 1)")
-            ax.annotate(f"{p['w']:g}", (100 * p["Se"], 100 * p["PPV"]), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
+                ax.plot(
+                    100 * p["Se"],
+                    100 * p["PPV"],
+                    "o",
+                    ms=10,
+                    mfc="none",
+                    color="C3",
+                    label="ours, argmax (w = 1)",
+                )
+            ax.annotate(
+                f"{p['w']:g}",
+                (100 * p["Se"], 100 * p["PPV"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         for i, (name, study) in enumerate((published or {}).items()):
             b = study.get(kind) or {}
             if b.get("Se") is not None and b.get("PPV") is not None:
@@ -398,7 +417,9 @@ def write_report(
     # The YAML notes say where each published figure comes from and which are unverified.
     sources = {key: study["note"] for key, study in (published or {}).items() if study.get("note")}
     written["markdown"] = out / "report.md"
-    write_bytes_atomic(written["markdown"], _markdown(title, tables, notes, sources, images).encode())
+    write_bytes_atomic(
+        written["markdown"], _markdown(title, tables, notes, sources, images).encode()
+    )
     written["html"] = out / "report.html"
     write_bytes_atomic(written["html"], _html(title, tables, notes, sources, images).encode())
     return written

@@ -57,19 +57,26 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
     runs = by_minutes[main_minutes]
     views = list(next(iter(runs.values())).get("view_confusion", {}))
     by_view = {}
-    if len(views) > 1 and all(set(m.get("view_confusion", {})) == set(views)
-                              for m in runs.values()):
+    if len(views) > 1 and all(
+        set(m.get("view_confusion", {})) == set(views) for m in runs.values()
+    ):
         for v in views:
             g = combine({r: np.asarray(m["view_confusion"][v]) for r, m in runs.items()})
             by_view[v] = {"VEB": g["VEB"], "SVEB": g["SVEB"]}
-    summary.update({
-        "split": "patient_specific", "minutes": main_minutes, "n_patients": len(runs),
-        "published": published_for("patient_specific"),
-        "train_seconds": {r: m.get("seconds") for r, m in sorted(runs.items())},
-        "by_view": by_view,
-        "minutes_curve": {str(k): {"VEB": v["VEB"], "SVEB": v["SVEB"], "n_patients":
-                                   len(by_minutes[k])} for k, v in curves.items()},
-    })
+    summary.update(
+        {
+            "split": "patient_specific",
+            "minutes": main_minutes,
+            "n_patients": len(runs),
+            "published": published_for("patient_specific"),
+            "train_seconds": {r: m.get("seconds") for r, m in sorted(runs.items())},
+            "by_view": by_view,
+            "minutes_curve": {
+                str(k): {"VEB": v["VEB"], "SVEB": v["SVEB"], "n_patients": len(by_minutes[k])}
+                for k, v in curves.items()
+            },
+        }
+    )
     sweep = _prior_sweep([dirs[r, main_minutes] for r in sorted(runs)])
     summary["prior_sweep"] = sweep
     figs = {}
@@ -77,13 +84,20 @@ def summarize(run_dir: Path, out_dir: Path | None = None) -> dict:
         figs["minutes_curve"] = _minutes_figure(curves)
     if sweep:
         figs["operating_points"] = operating_figure(sweep, summary["published"])
-    write_report(summary, out_dir, title=f"Patient-specific benchmark: {len(runs)} patients, "
-                 f"first {main_minutes:g} min for training",
-                 published=summary["published"], extra_figures=figs or None,
-                 notes=["Gross figures: summed per-patient confusion matrices (AAMI EC57).",
-                        "Common-set beats are excluded from every test set.",
-                        *[f"View '{v}' alone: {_view_line(g)}." for v, g in by_view.items()],
-                        *_sweep_lines(sweep)])
+    write_report(
+        summary,
+        out_dir,
+        title=f"Patient-specific benchmark: {len(runs)} patients, "
+        f"first {main_minutes:g} min for training",
+        published=summary["published"],
+        extra_figures=figs or None,
+        notes=[
+            "Gross figures: summed per-patient confusion matrices (AAMI EC57).",
+            "Common-set beats are excluded from every test set.",
+            *[f"View '{v}' alone: {_view_line(g)}." for v, g in by_view.items()],
+            *_sweep_lines(sweep),
+        ],
+    )
     (out_dir / "summary.json").write_bytes((out_dir / "metrics.json").read_bytes())
     return summary
 
@@ -104,9 +118,12 @@ def _prior_sweep(patient_dirs: list[Path]) -> dict:
 
 def _sweep_lines(sweep: dict) -> list[str]:
     """One line per class: Se / +P (%) as its probability is scaled by each weight."""
-    return [f"{kind} operating points, its probability x w before the argmax (w: Se/+P): "
-            + ", ".join(f"{p['w']:g}: {pct(p['Se'])}/{pct(p['PPV'])}" for p in pts) + "."
-            for kind, pts in sweep.items()]
+    return [
+        f"{kind} operating points, its probability x w before the argmax (w: Se/+P): "
+        + ", ".join(f"{p['w']:g}: {pct(p['Se'])}/{pct(p['PPV'])}" for p in pts)
+        + "."
+        for kind, pts in sweep.items()
+    ]
 
 
 def _view_line(g: dict) -> str:
@@ -136,5 +153,9 @@ def format_summary(s: dict) -> str:
     """The summary as console text: the gross table, each view alone, the operating points."""
     views = "".join(f"\nview '{v}' alone: {_view_line(g)}" for v, g in s.get("by_view", {}).items())
     sweep = "".join(f"\n{line}" for line in _sweep_lines(s.get("prior_sweep") or {}))
-    return (f"{s['n_patients']} patients, gross (AAMI EC57)\n"
-            + console_table(s, s.get("published")) + views + sweep)
+    return (
+        f"{s['n_patients']} patients, gross (AAMI EC57)\n"
+        + console_table(s, s.get("published"))
+        + views
+        + sweep
+    )

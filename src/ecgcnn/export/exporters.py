@@ -68,8 +68,13 @@ def export_onnx(module: torch.nn.Module, meta: dict, path: Path) -> None:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                module, (x, rr), dynamo=True, opset_version=ONNX_OPSET, verbose=False,
-                input_names=["beats", "rr"], output_names=["logits"],
+                module,
+                (x, rr),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                verbose=False,
+                input_names=["beats", "rr"],
+                output_names=["logits"],
                 dynamic_shapes=({0: batch}, {0: batch}),
             )
     finally:
@@ -117,8 +122,11 @@ def export_model(ckpt_path, out_dir, fmt: str = "torchscript") -> dict[str, Path
     _refuse_existing(model_path, meta_path)
     model, ck = load_model(ckpt_path)
     meta = model_meta(model, ck, ckpt_path)
-    meta.update(format=fmt, graph="FusedCNN1D (BN folded, no dropout, max-pool before monotonic activations)",
-                source_checkpoint=str(ckpt_path))
+    meta.update(
+        format=fmt,
+        graph="FusedCNN1D (BN folded, no dropout, max-pool before monotonic activations)",
+        source_checkpoint=str(ckpt_path),
+    )
     fused = fuse_for_inference(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":

@@ -115,7 +115,7 @@ def _pool(y: torch.Tensor, size: int, kind: str) -> torch.Tensor:
     if size == 1:
         return y
     n, t, c = y.shape
-    v = y[:, :t // size * size].view(n, t // size, size, c)
+    v = y[:, : t // size * size].view(n, t // size, size, c)
     if kind != "max":
         return v.mean(2)
     out = torch.maximum(v[:, :, 0], v[:, :, 1])
@@ -143,12 +143,15 @@ class GemmCNN1D(nn.Module):
     def __init__(self, fused: FusedCNN1D, chunk: int = CHUNK, native: bool | None = None) -> None:
         super().__init__()
         if not gemm_supported(fused):
-            raise EcgError("GEMM runtime: this architecture is not supported "
-                           "(overlapping/average pooling before the activation or dilation)")
+            raise EcgError(
+                "GEMM runtime: this architecture is not supported "
+                "(overlapping/average pooling before the activation or dilation)"
+            )
         self.n_rr, self.chunk = fused.n_rr, int(chunk)
         self.in_channels, self.length = fused.in_channels, fused.length
-        self.kernels: Kernels | None = (None if native is False
-                                        else load_kernels(required=bool(native)))
+        self.kernels: Kernels | None = (
+            None if native is False else load_kernels(required=bool(native))
+        )
         self.blocks = [_parse_block(b) for b in fused.features]
         self.acts = nn.ModuleList([b.act for b in self.blocks])  # registered: .to() moves them
         self.kernel_acts = [self._kernel_act(b) for b in self.blocks]
@@ -160,8 +163,10 @@ class GemmCNN1D(nn.Module):
                 if i == 0:
                     self._first_layer(conv, size, t, t_out)
                 else:
-                    self.register_buffer(f"w{i}", conv.weight.unsqueeze(2).contiguous(
-                        memory_format=torch.channels_last))
+                    self.register_buffer(
+                        f"w{i}",
+                        conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+                    )
                 self.register_buffer(f"b{i}", conv.bias.detach().clone())
                 t = t_out // size
             self.t_last, self.c_last = t, self.blocks[-1].conv.out_channels
@@ -182,11 +187,18 @@ class GemmCNN1D(nn.Module):
         mat = torch.zeros(c_in, span, positions, c_out)
         w = conv.weight.detach().permute(1, 2, 0)  # (C_in, K, C_out)
         for o in range(positions):
-            mat[:, o * s:o * s + k, o, :] = w
+            mat[:, o * s : o * s + k, o, :] = w
         self.register_buffer("toeplitz", mat.reshape(c_in * span, positions * c_out).contiguous())
-        self.first = {"positions": positions, "n_blocks": n_blocks, "span": span,
-                      "stride": positions * s, "pad_left": p,
-                      "pad_right": need - t_in - p, "t_pooled": t_pooled, "c_out": c_out}
+        self.first = {
+            "positions": positions,
+            "n_blocks": n_blocks,
+            "span": span,
+            "stride": positions * s,
+            "pad_left": p,
+            "pad_right": need - t_in - p,
+            "t_pooled": t_pooled,
+            "c_out": c_out,
+        }
 
     def _permuted_head(self, head: nn.Sequential) -> nn.Sequential:
         """The head with the first Linear's feature columns reordered from (C, T) to (T, C)."""
@@ -197,8 +209,7 @@ class GemmCNN1D(nn.Module):
         w = lin.weight.detach()
         w_feat = w[:, :n_feat].reshape(-1, self.c_last, self.t_last).permute(0, 2, 1)
         new = nn.Linear(lin.in_features, lin.out_features)
-        new.weight.data.copy_(torch.cat([w_feat.reshape(lin.out_features, -1),
-                                         w[:, n_feat:]], 1))
+        new.weight.data.copy_(torch.cat([w_feat.reshape(lin.out_features, -1), w[:, n_feat:]], 1))
         new.bias.data.copy_(lin.bias.detach())
         layers[fc] = new
         return nn.Sequential(*layers)
@@ -221,24 +232,31 @@ class GemmCNN1D(nn.Module):
         f = self.first
         n = x.shape[0]
         if self.kernels is not None:
-            u = self.kernels.blocks(x.contiguous(), f["n_blocks"], f["span"], f["stride"],
-                                    f["pad_left"])  # (B * nb, C_in * span)
+            u = self.kernels.blocks(
+                x.contiguous(), f["n_blocks"], f["span"], f["stride"], f["pad_left"]
+            )  # (B * nb, C_in * span)
         else:
             xp = F.pad(x, (f["pad_left"], f["pad_right"]))
-            u = xp.unfold(2, f["span"], f["stride"])[:, :, :f["n_blocks"]]  # (B, C, nb, span)
+            u = xp.unfold(2, f["span"], f["stride"])[:, :, : f["n_blocks"]]  # (B, C, nb, span)
             u = u.permute(0, 2, 1, 3).reshape(n * f["n_blocks"], -1)
         y = torch.mm(u, self.toeplitz).view(n, -1, f["c_out"])  # (B, nb * P, C_out)
         return self._pool_act(0, y, self.b0, pooled=f["t_pooled"])
 
     def _block(self, i: int, y: torch.Tensor) -> torch.Tensor:
         conv = self.blocks[i].conv
-        z = F.conv2d(y.permute(0, 2, 1).unsqueeze(2), getattr(self, f"w{i}"), None,
-                     stride=(1, conv.stride[0]), padding=(0, conv.padding[0]))
+        z = F.conv2d(
+            y.permute(0, 2, 1).unsqueeze(2),
+            getattr(self, f"w{i}"),
+            None,
+            stride=(1, conv.stride[0]),
+            padding=(0, conv.padding[0]),
+        )
         z = z.squeeze(2).permute(0, 2, 1)  # (B, T, C), contiguous when oneDNN kept NHWC
         return self._pool_act(i, z, getattr(self, f"b{i}"))
 
-    def _pool_act(self, i: int, y: torch.Tensor, bias: torch.Tensor,
-                  pooled: int | None = None) -> torch.Tensor:
+    def _pool_act(
+        self, i: int, y: torch.Tensor, bias: torch.Tensor, pooled: int | None = None
+    ) -> torch.Tensor:
         """Block ``i``'s bias, pooling and activation, in its order, on a fresh ``(B, T, C)``
         conv output, keeping ``pooled`` positions (default all). The bias is kept out of the
         products (``addmm`` would first broadcast-copy it over the whole output, as slow as
@@ -268,5 +286,9 @@ class GemmCNN1D(nn.Module):
         """Logits ``(B, n_classes)`` for ``x (B, C, T)`` and ``rr (B, n_rr)``."""
         if x.shape[0] <= self.chunk:
             return self._forward(x, rr)
-        return torch.cat([self._forward(x[i:i + self.chunk], rr[i:i + self.chunk])
-                          for i in range(0, x.shape[0], self.chunk)])
+        return torch.cat(
+            [
+                self._forward(x[i : i + self.chunk], rr[i : i + self.chunk])
+                for i in range(0, x.shape[0], self.chunk)
+            ]
+        )

@@ -56,8 +56,9 @@ def compiler() -> list[str]:
 
 def _version_text(cc: list[str]) -> str:
     try:
-        res = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=30,
-                             check=False)
+        res = subprocess.run(
+            [*cc, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise EcgError(f"C compiler {shlex.join(cc)!r} cannot run: {exc}") from exc
     if res.returncode != 0:
@@ -80,9 +81,17 @@ def build(cc: list[str] | None = None, out_dir: Path | None = None) -> Path:
     last_err = ""
     for extra in (OPENMP, []):  # without OpenMP (Apple clang) the kernels run on one thread
         flags = FLAGS + extra
-        key = hashlib.sha256(b"\0".join([src, ident.encode(), " ".join(flags).encode(),
-                                         platform.machine().encode(),
-                                         sys.platform.encode()])).hexdigest()[:16]
+        key = hashlib.sha256(
+            b"\0".join(
+                [
+                    src,
+                    ident.encode(),
+                    " ".join(flags).encode(),
+                    platform.machine().encode(),
+                    sys.platform.encode(),
+                ]
+            )
+        ).hexdigest()[:16]
         path = out_dir / f"kernels-{key}.so"
         if path.exists():
             return path
@@ -93,8 +102,13 @@ def build(cc: list[str] | None = None, out_dir: Path | None = None) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
         os.close(fd)
         try:
-            res = subprocess.run([*cc, *flags, str(SOURCE), "-o", tmp, "-lm"],
-                                 capture_output=True, text=True, timeout=300, check=False)
+            res = subprocess.run(
+                [*cc, *flags, str(SOURCE), "-o", tmp, "-lm"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
             if res.returncode == 0:
                 os.replace(tmp, path)
                 return path
@@ -112,8 +126,9 @@ class Kernels:
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path))
         if lib.ecgcnn_kernels_version() != VERSION:
-            raise EcgError(f"{path}: kernel library version {lib.ecgcnn_kernels_version()}, "
-                           f"expected {VERSION}")
+            raise EcgError(
+                f"{path}: kernel library version {lib.ecgcnn_kernels_version()}, expected {VERSION}"
+            )
         lib.ecgcnn_pool_bias_act.argtypes = [_p, _p, _p, _l, _l, _l, _l, _l, _i]
         lib.ecgcnn_pool_bias_act.restype = None
         lib.ecgcnn_blocks.argtypes = [_p, _p, _l, _l, _l, _l, _l, _l, _l]
@@ -125,8 +140,9 @@ class Kernels:
         if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
             raise EcgError(f"native kernel: {name} must be a contiguous float32 CPU tensor")
 
-    def pool_bias_act(self, y: torch.Tensor, bias: torch.Tensor, size: int, act: str,
-                      pooled: int | None = None) -> torch.Tensor:
+    def pool_bias_act(
+        self, y: torch.Tensor, bias: torch.Tensor, size: int, act: str, pooled: int | None = None
+    ) -> torch.Tensor:
         """``(B, T, C) -> (B, P, C)``: ``act(max over size rows + bias)``, ``P = T // size``
         (or ``pooled``, fewer, to drop a tail)."""
         self._check(y, "y")
@@ -136,12 +152,14 @@ class Kernels:
         if p * size > t or bias.numel() != c:
             raise EcgError(f"native kernel: cannot pool {tuple(y.shape)} by {size} into {p}")
         out = torch.empty(n, p, c)
-        self.lib.ecgcnn_pool_bias_act(y.data_ptr(), bias.data_ptr(), out.data_ptr(),
-                                      n, t, c, size, p, ACT_CODES[act])
+        self.lib.ecgcnn_pool_bias_act(
+            y.data_ptr(), bias.data_ptr(), out.data_ptr(), n, t, c, size, p, ACT_CODES[act]
+        )
         return out
 
-    def blocks(self, x: torch.Tensor, n_blocks: int, span: int, step: int, pad: int
-               ) -> torch.Tensor:
+    def blocks(
+        self, x: torch.Tensor, n_blocks: int, span: int, step: int, pad: int
+    ) -> torch.Tensor:
         """``(B, C, T) -> (B * n_blocks, C * span)``: block ``k`` of a beat holds input samples
         ``k * step - pad`` onwards, ``span`` of them per channel, zeros outside the beat."""
         self._check(x, "x")

@@ -61,8 +61,14 @@ def _non_decreasing(act: nn.Module) -> bool:
 def _fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> nn.Conv1d:
     """A conv equal to ``bn(conv(x))`` with BN's running statistics (eval mode)."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
-    fused = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size[0],
-                      stride=conv.stride[0], padding=conv.padding[0], bias=True)
+    fused = nn.Conv1d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size[0],
+        stride=conv.stride[0],
+        padding=conv.padding[0],
+        bias=True,
+    )
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale[:, None, None])
@@ -73,8 +79,11 @@ def _fold_bn(conv: nn.Conv1d, bn: nn.BatchNorm1d) -> nn.Conv1d:
 def _fused_block(block: nn.Sequential) -> nn.Sequential:
     conv = next(m for m in block if isinstance(m, nn.Conv1d))
     bn = next((m for m in block if isinstance(m, nn.BatchNorm1d)), None)
-    act = next(m for m in block if not isinstance(
-        m, (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d, nn.Dropout)))
+    act = next(
+        m
+        for m in block
+        if not isinstance(m, (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d, nn.Dropout))
+    )
     pool = next((m for m in block if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d))), None)
     layers: list[nn.Module] = [_fold_bn(conv, bn) if bn is not None else conv]
     if isinstance(pool, nn.MaxPool1d) and _non_decreasing(act):
@@ -141,8 +150,14 @@ class Runtime:
         Beats per call to the underlying model (bounds memory for long recordings).
     """
 
-    def __init__(self, kind: str, run: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                 meta: dict[str, Any], path: Path, batch_size: int = 4096) -> None:
+    def __init__(
+        self,
+        kind: str,
+        run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        meta: dict[str, Any],
+        path: Path,
+        batch_size: int = 4096,
+    ) -> None:
         self.kind, self.meta, self.path = kind, meta, path
         self.batch_size = int(batch_size)
         self._run = run
@@ -154,8 +169,10 @@ class Runtime:
     def __call__(self, beats: np.ndarray, rr: np.ndarray | None = None) -> np.ndarray:
         beats = np.ascontiguousarray(beats, dtype=np.float32)
         if beats.ndim != 3 or beats.shape[1:] != (self.in_channels, self.length):
-            raise EcgError(f"{self.path}: expected beats (B, {self.in_channels}, {self.length}), "
-                           f"got {beats.shape}")
+            raise EcgError(
+                f"{self.path}: expected beats (B, {self.in_channels}, {self.length}), "
+                f"got {beats.shape}"
+            )
         n = beats.shape[0]
         if rr is None:
             if self.n_rr:
@@ -166,8 +183,12 @@ class Runtime:
             raise EcgError(f"{self.path}: expected rr ({n}, {self.n_rr}), got {rr.shape}")
         if n <= self.batch_size:
             return self._run(beats, rr)
-        return np.concatenate([self._run(beats[i:i + self.batch_size], rr[i:i + self.batch_size])
-                               for i in range(0, n, self.batch_size)])
+        return np.concatenate(
+            [
+                self._run(beats[i : i + self.batch_size], rr[i : i + self.batch_size])
+                for i in range(0, n, self.batch_size)
+            ]
+        )
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -187,8 +208,9 @@ def _torchscript_runtime(path: Path, batch_size: int) -> Runtime:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as exc:
-        raise EcgError(f"{path}: not a loadable TorchScript model "
-                       f"({str(exc).strip().splitlines()[0][:160]})") from None
+        raise EcgError(
+            f"{path}: not a loadable TorchScript model ({str(exc).strip().splitlines()[0][:160]})"
+        ) from None
     meta = _parse_meta(path, extra[META_NAME])
     module.eval()
 
@@ -211,13 +233,15 @@ def ort_session(path: Path, num_threads: int):
     # onnxruntime's own error types (InvalidProtobuf, InvalidGraph, Fail, ...) share no base
     # class but Exception; catch exactly those, not our own bugs.
     state = ort.capi.onnxruntime_pybind11_state
-    errors = tuple(c for c in vars(state).values()
-                   if isinstance(c, type) and issubclass(c, Exception))
+    errors = tuple(
+        c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)
+    )
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except errors as exc:
-        raise EcgError(f"{path}: not a loadable ONNX model "
-                       f"({str(exc).strip().splitlines()[0][:160]})") from None
+        raise EcgError(
+            f"{path}: not a loadable ONNX model ({str(exc).strip().splitlines()[0][:160]})"
+        ) from None
 
 
 def _onnx_runtime(path: Path, num_threads: int, batch_size: int) -> Runtime:
@@ -278,9 +302,11 @@ def model_meta(model: CNN1D, ck: dict, source: str | os.PathLike = "checkpoint")
     rr_names = list(ck.get("rr_features") or RR_FEATURES)
     if model.n_rr and len(rr_names) != model.n_rr:
         # the names would be wrong, and the monitor would feed the wrong features
-        raise EcgError(f"{source}: the model takes {model.n_rr} RR features but ecgcnn "
-                       f"computes {len(rr_names)} ({', '.join(rr_names)}); retrain or export "
-                       f"with the ecgcnn version that trained it")
+        raise EcgError(
+            f"{source}: the model takes {model.n_rr} RR features but ecgcnn "
+            f"computes {len(rr_names)} ({', '.join(rr_names)}); retrain or export "
+            f"with the ecgcnn version that trained it"
+        )
     return {
         "classes": list(ck["classes"]),
         "model_args": dict(model.model_args),
@@ -292,8 +318,9 @@ def model_meta(model: CNN1D, ck: dict, source: str | os.PathLike = "checkpoint")
     }
 
 
-def load_runtime(path: str | os.PathLike, num_threads: int | None = None,
-                 batch_size: int = 4096) -> Runtime:
+def load_runtime(
+    path: str | os.PathLike, num_threads: int | None = None, batch_size: int = 4096
+) -> Runtime:
     """Load an exported model (``.pt`` TorchScript, ``.onnx``) or a training checkpoint.
 
     Parameters

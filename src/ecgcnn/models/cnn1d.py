@@ -111,7 +111,9 @@ def _check_spec(i: int, spec: ConvSpec) -> None:
     for name in ("channels", "kernel", "stride", "pool_size", "pool_stride"):
         value = getattr(spec, name)
         if not isinstance(value, int) or value < 1:
-            raise EcgError(f"model.conv: layer {i} {name} must be a positive integer, got {value!r}")
+            raise EcgError(
+                f"model.conv: layer {i} {name} must be a positive integer, got {value!r}"
+            )
     if spec.pool not in POOLS:
         raise EcgError(
             f"model.conv: layer {i} pool '{spec.pool}' is unknown (choose from max, avg, none)"
@@ -172,8 +174,12 @@ class CNN1D(nn.Module):
         super().__init__()
         conv = [c if isinstance(c, ConvSpec) else ConvSpec(**c) for c in conv]
         fc = [int(n) for n in fc]
-        for name, value, low in (("in_channels", in_channels, 1), ("length", length, 1),
-                                 ("n_rr", n_rr, 0), ("n_classes", n_classes, 1)):
+        for name, value, low in (
+            ("in_channels", in_channels, 1),
+            ("length", length, 1),
+            ("n_rr", n_rr, 0),
+            ("n_classes", n_classes, 1),
+        ):
             if not isinstance(value, int) or value < low:
                 raise EcgError(f"model: {name} must be an integer >= {low}, got {value!r}")
         if any(n < 1 for n in fc):
@@ -183,11 +189,21 @@ class CNN1D(nn.Module):
         make_activation(activation, activation_param)  # fail at construction, not mid-model
 
         self.in_channels, self.length, self.n_rr, self.n_classes = (
-            in_channels, length, n_rr, n_classes)
+            in_channels,
+            length,
+            n_rr,
+            n_classes,
+        )
         self.model_args: dict[str, Any] = {
-            "in_channels": in_channels, "length": length, "n_rr": n_rr, "n_classes": n_classes,
-            "conv": [asdict(c) for c in conv], "fc": list(fc), "activation": activation,
-            "activation_param": float(activation_param), "batch_norm": bool(batch_norm),
+            "in_channels": in_channels,
+            "length": length,
+            "n_rr": n_rr,
+            "n_classes": n_classes,
+            "conv": [asdict(c) for c in conv],
+            "fc": list(fc),
+            "activation": activation,
+            "activation_param": float(activation_param),
+            "batch_norm": bool(batch_norm),
             "dropout": float(dropout),
         }
 
@@ -204,8 +220,14 @@ class CNN1D(nn.Module):
                     f"pool {spec.pool} {spec.pool_size}/{spec.pool_stride})"
                 )
             layers: list[nn.Module] = [
-                nn.Conv1d(channels, spec.channels, spec.kernel, stride=spec.stride,
-                          padding=spec.kernel // 2, bias=not batch_norm)
+                nn.Conv1d(
+                    channels,
+                    spec.channels,
+                    spec.kernel,
+                    stride=spec.stride,
+                    padding=spec.kernel // 2,
+                    bias=not batch_norm,
+                )
             ]
             if batch_norm:
                 layers.append(nn.BatchNorm1d(spec.channels))
@@ -285,9 +307,12 @@ def build_model(cfg: Any, in_channels: int, length: int, n_rr: int, n_classes: i
     """
     conv = [
         ConvSpec(
-            channels=int(_field(c, "channels")), kernel=int(_field(c, "kernel")),
-            stride=int(_field(c, "stride")), pool=str(_field(c, "pool")),
-            pool_size=int(_field(c, "pool_size")), pool_stride=int(_field(c, "pool_stride")),
+            channels=int(_field(c, "channels")),
+            kernel=int(_field(c, "kernel")),
+            stride=int(_field(c, "stride")),
+            pool=str(_field(c, "pool")),
+            pool_size=int(_field(c, "pool_size")),
+            pool_stride=int(_field(c, "pool_stride")),
         )
         for c in _field(cfg, "conv")
     ]

@@ -48,8 +48,16 @@ BEAT_RULES = ("v_beat", "v_couplet", "vt", "bigeminy", "trigeminy", "svt")
 RHYTHM_RULES = ("pause", "brady", "tachy")
 QUALITY_RULES = ("flat_line", "saturation")
 RULES = BEAT_RULES + RHYTHM_RULES + QUALITY_RULES
-_THRESHOLDS = ("vt_beats", "svt_beats", "bigeminy_cycles", "trigeminy_cycles", "pause_s",
-               "hr_beats", "brady_bpm", "tachy_bpm")
+_THRESHOLDS = (
+    "vt_beats",
+    "svt_beats",
+    "bigeminy_cycles",
+    "trigeminy_cycles",
+    "pause_s",
+    "hr_beats",
+    "brady_bpm",
+    "tachy_bpm",
+)
 
 
 class _Episode:
@@ -57,11 +65,11 @@ class _Episode:
 
     def __init__(self, name: str, rule_cfg, fs: float) -> None:
         if rule_cfg.severity not in SEVERITIES:
-            raise EcgError(f"alarms.{name}.severity: '{rule_cfg.severity}' (choose from "
-                           f"{SEVERITIES})")
+            raise EcgError(
+                f"alarms.{name}.severity: '{rule_cfg.severity}' (choose from {SEVERITIES})"
+            )
         if rule_cfg.refractory_s < 0:
-            raise EcgError(f"alarms.{name}.refractory_s: must be >= 0, got "
-                           f"{rule_cfg.refractory_s}")
+            raise EcgError(f"alarms.{name}.refractory_s: must be >= 0, got {rule_cfg.refractory_s}")
         self.name, self.fs = name, fs
         self.enabled, self.severity = bool(rule_cfg.enabled), str(rule_cfg.severity)
         self.refractory = rule_cfg.refractory_s * fs
@@ -80,9 +88,18 @@ class _Episode:
             return []
         self.last = at
         fs = self.fs
-        return [{"type": "alarm", "rule": self.name, "severity": self.severity,
-                 "t_start": round(start / fs, 3), "t": round(at / fs, 3),
-                 "t_raised": round(now / fs, 3), "sample": int(at), **detail}]
+        return [
+            {
+                "type": "alarm",
+                "rule": self.name,
+                "severity": self.severity,
+                "t_start": round(start / fs, 3),
+                "t": round(at / fs, 3),
+                "t_raised": round(now / fs, 3),
+                "sample": int(at),
+                **detail,
+            }
+        ]
 
 
 class SignalQuality:
@@ -104,8 +121,9 @@ class SignalQuality:
 
     def push(self, x: np.ndarray, start: int) -> list[dict]:
         if start != self._b0 + self._buf.size:
-            raise EcgError(f"SignalQuality.push: chunk starts at {start}, expected "
-                           f"{self._b0 + self._buf.size}")
+            raise EcgError(
+                f"SignalQuality.push: chunk starts at {start}, expected {self._b0 + self._buf.size}"
+            )
         self._buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
         out: list[dict] = []
         n = self._b0 + self._buf.size
@@ -191,8 +209,9 @@ class AlarmEngine:
             if getattr(cfg, k) < 1:
                 raise EcgError(f"alarms.{k}: must be >= 1, got {getattr(cfg, k)}")
         if cfg.vt_beats < 3:
-            raise EcgError(f"alarms.vt_beats: must be >= 3 (two V beats are a couplet), "
-                           f"got {cfg.vt_beats}")
+            raise EcgError(
+                f"alarms.vt_beats: must be >= 3 (two V beats are a couplet), got {cfg.vt_beats}"
+            )
         self.classes = list(classes)
         self.quality = SignalQuality(cfg, fs)
         self.rules = {k: _Episode(k, getattr(cfg, k), fs) for k in BEAT_RULES + RHYTHM_RULES}
@@ -207,11 +226,14 @@ class AlarmEngine:
         self._last_r: int | None = None
         # every phase of each repeating pattern, as strings of the last n classes
         self._patterns = []
-        for name, unit, k in (("bigeminy", "NV", cfg.bigeminy_cycles),
-                              ("trigeminy", "NNV", cfg.trigeminy_cycles)):
+        for name, unit, k in (
+            ("bigeminy", "NV", cfg.bigeminy_cycles),
+            ("trigeminy", "NNV", cfg.trigeminy_cycles),
+        ):
             n = len(unit) * k
-            self._patterns.append((name, n, {(unit * (k + 1))[ph:ph + n]
-                                             for ph in range(len(unit))}))
+            self._patterns.append(
+                (name, n, {(unit * (k + 1))[ph : ph + n] for ph in range(len(unit))})
+            )
 
     def push_signal(self, chunk: np.ndarray, start: int) -> list[dict]:
         """Raw samples (first lead used) starting at absolute sample ``start``."""
@@ -228,10 +250,14 @@ class AlarmEngine:
         (``monitor.quality``); such a beat is treated as lost signal: no class or rhythm rule
         sees it and the RR intervals and class patterns restart after it."""
         out: list[dict] = []
-        flags = (np.zeros(len(np.asarray(samples)), bool) if unreadable is None
-                 else np.asarray(unreadable, bool))
-        for r, k, u in zip(np.asarray(samples).tolist(), np.asarray(classes).tolist(),
-                           flags.tolist()):
+        flags = (
+            np.zeros(len(np.asarray(samples)), bool)
+            if unreadable is None
+            else np.asarray(unreadable, bool)
+        )
+        for r, k, u in zip(
+            np.asarray(samples).tolist(), np.asarray(classes).tolist(), flags.tolist()
+        ):
             out += self._beat(int(r), self.classes[int(k)], now, bool(u))
         return out
 
@@ -252,8 +278,7 @@ class AlarmEngine:
             self._cls.clear()
             self._smp.clear()
             self._v_run = self._s_run = 0
-            for k in ("v_couplet", "vt", "bigeminy", "trigeminy", "svt", "pause",
-                      "brady", "tachy"):
+            for k in ("v_couplet", "vt", "bigeminy", "trigeminy", "svt", "pause", "brady", "tachy"):
                 self.rules[k].active = False
             if inside:
                 self._last_r = None
@@ -274,10 +299,12 @@ class AlarmEngine:
         full = len(self._rr) == cfg.hr_beats
         hr = 60.0 / (sum(self._rr) / len(self._rr))
         start = self._rr_start[0]
-        out += self.rules["brady"].update(full and hr < cfg.brady_bpm, start, r, now,
-                                          hr_bpm=round(hr, 1))
-        out += self.rules["tachy"].update(full and hr > cfg.tachy_bpm, start, r, now,
-                                          hr_bpm=round(hr, 1))
+        out += self.rules["brady"].update(
+            full and hr < cfg.brady_bpm, start, r, now, hr_bpm=round(hr, 1)
+        )
+        out += self.rules["tachy"].update(
+            full and hr > cfg.tachy_bpm, start, r, now, hr_bpm=round(hr, 1)
+        )
         return out
 
     def _classes(self, r: int, c: str, now: int) -> list[dict]:
@@ -295,15 +322,17 @@ class AlarmEngine:
         out += self.rules["v_beat"].update(c == "V", r, r, now)
         if c == "V":
             self.rules["v_beat"].active = False  # each V beat is its own episode
-        out += self.rules["vt"].update(self._v_run >= cfg.vt_beats, self._v_start, r, now,
-                                       beats=self._v_run)
+        out += self.rules["vt"].update(
+            self._v_run >= cfg.vt_beats, self._v_start, r, now, beats=self._v_run
+        )
         if c == "S":
             self._s_start = r if self._s_run == 0 else self._s_start
             self._s_run += 1
         else:
             self._s_run = 0
-        out += self.rules["svt"].update(self._s_run >= cfg.svt_beats, self._s_start, r, now,
-                                        beats=self._s_run)
+        out += self.rules["svt"].update(
+            self._s_run >= cfg.svt_beats, self._s_start, r, now, beats=self._s_run
+        )
         for name, n, valid in self._patterns:
             last = "".join(list(self._cls)[-n:]) if len(self._cls) >= n else ""
             ok = last in valid

@@ -40,5 +40,6 @@ def detector_aligned(beats: BeatSet, data_cfg, record: str, before: int) -> Beat
         i = index.get(back.get(v, -1))
         if i is not None and beats.sample[i] < before:
             x[i], rr[i] = recut.x[j], recut.rr[j]
-    return BeatSet(x=x, rr=rr, y=beats.y, sample=beats.sample, record=beats.record,
-                   symbol=beats.symbol)
+    return BeatSet(
+        x=x, rr=rr, y=beats.y, sample=beats.sample, record=beats.record, symbol=beats.symbol
+    )

@@ -42,27 +42,41 @@ def lost_mask(samples: np.ndarray, spans, pad: int) -> np.ndarray:
     return out
 
 
-def heart_rate_trend(samples: np.ndarray, pred: np.ndarray, fs: float, duration_s: float,
-                     bin_s: float, spans=()) -> list[dict]:
+def heart_rate_trend(
+    samples: np.ndarray, pred: np.ndarray, fs: float, duration_s: float, bin_s: float, spans=()
+) -> list[dict]:
     """Per ``bin_s`` bin: median heart rate (RR intervals not spanning lost signal) and the
     counts of each class."""
     s = np.asarray(samples, np.int64)
     rr = np.diff(s) / fs
-    ok = ~np.array([any(a < s[i + 1] and b > s[i] for a, b in spans)
-                    for i in range(len(rr))], bool) if len(spans) else np.ones(len(rr), bool)
+    ok = (
+        ~np.array([any(a < s[i + 1] and b > s[i] for a, b in spans) for i in range(len(rr))], bool)
+        if len(spans)
+        else np.ones(len(rr), bool)
+    )
     t_rr = s[1:] / fs
     out = []
     for k in range(int(np.ceil(duration_s / bin_s)) if duration_s > 0 else 0):
         lo, hi = k * bin_s, (k + 1) * bin_s
         m = (t_rr >= lo) & (t_rr < hi) & ok
         b = (s / fs >= lo) & (s / fs < hi)
-        out.append({"t_s": lo, "hr_bpm": round(float(60.0 / np.median(rr[m])), 1) if m.any()
-                    else None, **{c: int((pred[b] == i).sum()) for i, c in enumerate(CLASSES)}})
+        out.append(
+            {
+                "t_s": lo,
+                "hr_bpm": round(float(60.0 / np.median(rr[m])), 1) if m.any() else None,
+                **{c: int((pred[b] == i).sum()) for i, c in enumerate(CLASSES)},
+            }
+        )
     return out
 
 
-def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfig | None = None,
-            classes=None) -> dict:
+def analyze(
+    cfg: DictConfig,
+    out_dir: Path,
+    classifier=None,
+    data_cfg: DictConfig | None = None,
+    classes=None,
+) -> dict:
     """Classify every beat of ``cfg.record``; write annotations, events, summary and report.
 
     Parameters
@@ -77,7 +91,6 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     The summary written to ``summary.json``.
     """
     import torch
-
 
     if cfg.num_threads < 1:
         raise EcgError(f"num_threads: must be >= 1, got {cfg.num_threads}")
@@ -95,15 +108,22 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     else:
         path = "(classifier callable)"
     to_aami = np.asarray([CLASSES.index(c) for c in classes])
-    rec = load_record(cfg.record, leads=list(data_cfg.leads), lead=cfg.lead, fs=cfg.fs,
-                      annotator=cfg.data.annotator or None)
+    rec = load_record(
+        cfg.record,
+        leads=list(data_cfg.leads),
+        lead=cfg.lead,
+        fs=cfg.fs,
+        annotator=cfg.data.annotator or None,
+    )
     t_read = time.perf_counter() - t0
     fs_rec, fs = float(rec.fs), float(data_cfg.fs)
     sig = rec.signal
     if fs_rec != fs:
         if not data_cfg.resample:
-            raise EcgError(f"{cfg.record}: {fs_rec:g} Hz, the model expects {fs:g} Hz "
-                           "(data.resample=false refuses to resample)")
+            raise EcgError(
+                f"{cfg.record}: {fs_rec:g} Hz, the model expects {fs:g} Hz "
+                "(data.resample=false refuses to resample)"
+            )
         sig = resample(sig, fs_rec, fs)
     out_dir = Path(out_dir)
     ann_path = out_dir / f"{rec.name}.{cfg.annotator}"
@@ -121,36 +141,58 @@ def analyze(cfg: DictConfig, out_dir: Path, classifier=None, data_cfg: DictConfi
     smp_model, pred = res.sample[keep], pred[keep]
     smp_rec = to_record_rate(smp_model, fs, fs_rec)
     t_ana = time.perf_counter() - t0 - t_read
-    write_annotations(out_dir, rec.name, smp_rec, np.asarray(CLASSES)[pred], fs_rec,
-                      annotator=cfg.annotator)
+    write_annotations(
+        out_dir, rec.name, smp_rec, np.asarray(CLASSES)[pred], fs_rec, annotator=cfg.annotator
+    )
     # offline, when the stream raised an alarm says nothing (it depends on the block size)
     events = [{k: v for k, v in a.items() if k != "t_raised"} for a in res.alarms]
     with open(out_dir / "events.jsonl", "x") as fh:
-        fh.writelines(json.dumps({"type": "signal_loss", "t_start": round(a / fs, 3),
-                                 "t_stop": round(b / fs, 3)}) + "\n" for a, b in spans)
+        fh.writelines(
+            json.dumps(
+                {"type": "signal_loss", "t_start": round(a / fs, 3), "t_stop": round(b / fs, 3)}
+            )
+            + "\n"
+            for a, b in spans
+        )
         fh.writelines(json.dumps(ev) + "\n" for ev in events)
     duration = sig.shape[0] / fs
     summary = {
-        "record": rec.name, "fs": fs_rec, "model_fs": fs, "duration_s": round(duration, 3),
-        "model": str(path), "also": list(cfg.also),
-        "beats_detected": len(res.peaks), "beats_classified": len(pred),
-        "beats_in_signal_loss": int(lost.sum()), "beats_dropped_at_edges": int(res.dropped),
+        "record": rec.name,
+        "fs": fs_rec,
+        "model_fs": fs,
+        "duration_s": round(duration, 3),
+        "model": str(path),
+        "also": list(cfg.also),
+        "beats_detected": len(res.peaks),
+        "beats_classified": len(pred),
+        "beats_in_signal_loss": int(lost.sum()),
+        "beats_dropped_at_edges": int(res.dropped),
         "class_counts": {c: int((pred == i).sum()) for i, c in enumerate(CLASSES)},
-        "signal_loss": [{"t_start": round(a / fs, 3), "t_stop": round(b / fs, 3)}
-                        for a, b in spans],
+        "signal_loss": [
+            {"t_start": round(a / fs, 3), "t_stop": round(b / fs, 3)} for a, b in spans
+        ],
         "signal_loss_s": round(sum(b - a for a, b in spans) / fs, 3),
         "alarms_by_rule": {k: sum(a["rule"] == k for a in events) for k in RULES},
         "episodes": events,
         "trend": heart_rate_trend(smp_model, pred, fs, duration, cfg.trend_bin_s, spans),
         "annotations": str(ann_path),
-        "seconds": {"read": round(t_read, 3), "analyze": round(t_ana, 3),
-                    "total": round(time.perf_counter() - t0, 3)},
+        "seconds": {
+            "read": round(t_read, 3),
+            "analyze": round(t_ana, 3),
+            "total": round(time.perf_counter() - t0, 3),
+        },
         "score": None,
     }
     if len(rec.ann_samples):
         ref = to_model_rate(rec.ann_samples, fs_rec, fs)
-        summary["score"] = score_stream(ref, rec.ann_symbols, res.peaks[~lost_mask(
-            res.peaks, spans, engine.quality.hop)], smp_model, pred, fs)
+        summary["score"] = score_stream(
+            ref,
+            rec.ann_symbols,
+            res.peaks[~lost_mask(res.peaks, spans, engine.quality.hop)],
+            smp_model,
+            pred,
+            fs,
+        )
     if cfg.report:
         from ecgcnn.monitor.holter_report import write_report
 

@@ -51,17 +51,26 @@ class StreamFilter:
         Samples whose filtered value is final (``out`` holds them from ``out0`` on).
     """
 
-    def __init__(self, cfg, fs: float, n_leads: int = 1, block_s: float = 1.0,
-                 margin_s: float = 4.0) -> None:
-        c = SimpleNamespace(**(cfg if isinstance(cfg, dict) else
-                               {k: getattr(cfg, k) for k in ("kind", "low_hz", "high_hz",
-                                                              "order", "median_s")}))
+    def __init__(
+        self, cfg, fs: float, n_leads: int = 1, block_s: float = 1.0, margin_s: float = 4.0
+    ) -> None:
+        c = SimpleNamespace(
+            **(
+                cfg
+                if isinstance(cfg, dict)
+                else {
+                    k: getattr(cfg, k) for k in ("kind", "low_hz", "high_hz", "order", "median_s")
+                }
+            )
+        )
         if c.kind not in FILTER_KINDS:
-            raise EcgError(f"data.filter.kind: unknown filter '{c.kind}' (choose from "
-                           f"{FILTER_KINDS})")
+            raise EcgError(
+                f"data.filter.kind: unknown filter '{c.kind}' (choose from {FILTER_KINDS})"
+            )
         if block_s <= 0 or margin_s < 0:
-            raise EcgError(f"filter block_s={block_s}, margin_s={margin_s}: need block_s > 0 "
-                           "and margin_s >= 0")
+            raise EcgError(
+                f"filter block_s={block_s}, margin_s={margin_s}: need block_s > 0 and margin_s >= 0"
+            )
         self.fs, self.n_leads = float(fs), int(n_leads)
         self.block = max(1, round(block_s * fs))
         self.margin = round(margin_s * fs)
@@ -71,11 +80,13 @@ class StreamFilter:
         self.sos = None
         if "bandpass" in c.kind:
             bandpass(np.zeros(64, np.float32), fs, c.low_hz, c.high_hz, c.order)  # checks band
-            self.sos = sps.butter(c.order, [c.low_hz, c.high_hz], btype="band", fs=fs,
-                                  output="sos")
+            self.sos = sps.butter(c.order, [c.low_hz, c.high_hz], btype="band", fs=fs, output="sos")
             # sosfiltfilt's default pad length
-            ntaps = 2 * len(self.sos) + 1 - min((self.sos[:, 2] == 0).sum(),
-                                                (self.sos[:, 5] == 0).sum())
+            ntaps = (
+                2 * len(self.sos)
+                + 1
+                - min((self.sos[:, 2] == 0).sum(), (self.sos[:, 5] == 0).sum())
+            )
             self.edge = 3 * int(ntaps)
             self.zi = sps.sosfilt_zi(self.sos)[:, :, None]  # (sections, 2, 1)
         self._raw = np.zeros((0, n_leads), np.float32)  # median stage input, from _raw0
@@ -127,8 +138,8 @@ class StreamFilter:
         if stop > a:
             lo = max(0, a - self.reach)
             hi = n if final else min(n, stop + self.reach)
-            seg = self._raw[lo - self._raw0:hi - self._raw0]
-            y = remove_baseline_median(seg, self.fs, self.median)[a - lo:stop - lo]
+            seg = self._raw[lo - self._raw0 : hi - self._raw0]
+            y = remove_baseline_median(seg, self.fs, self.median)[a - lo : stop - lo]
             self._med_done = stop
             keep = max(0, stop - self.reach) - self._raw0
             if keep > 0:
@@ -162,7 +173,7 @@ class StreamFilter:
             self._yf = np.concatenate([self._yf, y])
             self._n_fwd += len(x)
             # the last inputs: the end extension mirrors them
-            self._tail = np.concatenate([self._tail, x])[-(e + 1):]
+            self._tail = np.concatenate([self._tail, x])[-(e + 1) :]
         if final:
             self._backward_end()
         else:
@@ -192,11 +203,11 @@ class StreamFilter:
         if self._n_fwd == 0:
             return
         tail = self._tail
-        ext = 2 * tail[-1:] - tail[-2:-e - 2:-1]
+        ext = 2 * tail[-1:] - tail[-2 : -e - 2 : -1]
         y_ext, _ = sps.sosfilt(self.sos, ext, axis=0, zi=self._zf)
-        seg = np.concatenate([self._yf[self.ready - self._yf0:], y_ext])
+        seg = np.concatenate([self._yf[self.ready - self._yf0 :], y_ext])
         y, _ = sps.sosfilt(self.sos, seg[::-1], axis=0, zi=self.zi[:, :, 0, None] * seg[-1:])
-        self._emit(y[::-1][:len(seg) - e].astype(np.float32))
+        self._emit(y[::-1][: len(seg) - e].astype(np.float32))
 
     def _emit(self, y: np.ndarray) -> None:
         self.out = np.concatenate([self.out, y.T.astype(np.float32, copy=False)], axis=1)

@@ -9,13 +9,20 @@ import numpy as np
 
 from ecgcnn.data.beats import CLASSES
 
-_COLOURS = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple",
-            "Q": "tab:gray"}
+_COLOURS = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
 
 
-def write_report(out_dir: Path, summary: dict, x: np.ndarray, fs: float, samples: np.ndarray,
-                 pred: np.ndarray, events: list[dict], bin_s: float, strip_s: float = 10.0
-                 ) -> None:
+def write_report(
+    out_dir: Path,
+    summary: dict,
+    x: np.ndarray,
+    fs: float,
+    samples: np.ndarray,
+    pred: np.ndarray,
+    events: list[dict],
+    bin_s: float,
+    strip_s: float = 10.0,
+) -> None:
     """``trend.png``, ``strips.png`` and ``report.md`` in ``out_dir``."""
     from matplotlib.figure import Figure
 
@@ -30,8 +37,7 @@ def write_report(out_dir: Path, summary: dict, x: np.ndarray, fs: float, samples
     ax1.set_title(f"{summary['record']}: heart rate and ectopic beats per {bin_s:g} s")
     w = bin_s / 3600.0 * 0.4
     for k, c in enumerate(("S", "V")):
-        ax2.bar(t + k * w, [b[c] for b in trend], width=w, align="edge", color=_COLOURS[c],
-                label=c)
+        ax2.bar(t + k * w, [b[c] for b in trend], width=w, align="edge", color=_COLOURS[c], label=c)
     ax2.set_ylabel("beats")
     ax2.set_xlabel("time (h)")
     ax2.legend(loc="upper right")
@@ -54,10 +60,15 @@ def write_report(out_dir: Path, summary: dict, x: np.ndarray, fs: float, samples
             for i, c in enumerate(CLASSES):
                 m = sel & (pred == i)
                 if m.any():
-                    ax.scatter(samples[m] / fs, x[samples[m]], s=12, color=_COLOURS[c],
-                               zorder=3, label=c)
-            ax.axvspan(max(ev["t_start"], a / fs), max(ev["t"], ev["t_start"] + 0.05),
-                       color="red" if ev["severity"] == "high" else "gold", alpha=0.25)
+                    ax.scatter(
+                        samples[m] / fs, x[samples[m]], s=12, color=_COLOURS[c], zorder=3, label=c
+                    )
+            ax.axvspan(
+                max(ev["t_start"], a / fs),
+                max(ev["t"], ev["t_start"] + 0.05),
+                color="red" if ev["severity"] == "high" else "gold",
+                alpha=0.25,
+            )
             ax.set_title(f"{rule} at {ev['t']:.1f} s", fontsize=9)
             ax.legend(loc="upper right", fontsize=6, ncol=5)
         axes[-1].set_xlabel("time (s)")
@@ -65,18 +76,27 @@ def write_report(out_dir: Path, summary: dict, x: np.ndarray, fs: float, samples
         fig.savefig(out_dir / "strips.png", dpi=90)
 
     c = summary["class_counts"]
-    lines = [f"# {summary['record']}: {summary['duration_s'] / 3600:.2f} h analysed", "",
-             (f"Model: `{summary['model']}`. Beats classified: {summary['beats_classified']} "
-             f"({', '.join(f'{k} {v}' for k, v in c.items())}); "
-             f"{summary['beats_in_signal_loss']} detections inside signal loss not classified; "
-             f"signal loss {summary['signal_loss_s']:.1f} s."), "",
-             "| alarm | count |", "|---|---|"]
+    lines = [
+        f"# {summary['record']}: {summary['duration_s'] / 3600:.2f} h analysed",
+        "",
+        (
+            f"Model: `{summary['model']}`. Beats classified: {summary['beats_classified']} "
+            f"({', '.join(f'{k} {v}' for k, v in c.items())}); "
+            f"{summary['beats_in_signal_loss']} detections inside signal loss not classified; "
+            f"signal loss {summary['signal_loss_s']:.1f} s."
+        ),
+        "",
+        "| alarm | count |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in summary["alarms_by_rule"].items() if v]
     lines += ["", "![trend](trend.png)", ""]
     if rules:
         lines += ["First episode of each alarm type:", "", "![strips](strips.png)", ""]
     q = (summary.get("score") or {}).get("qrs", {}).get("whole")
     if q:
-        lines += [(f"QRS against the reference: Se {100 * q['se']:.2f} %, "
-                  f"+P {100 * q['ppv']:.2f} %."), ""]
+        lines += [
+            (f"QRS against the reference: Se {100 * q['se']:.2f} %, +P {100 * q['ppv']:.2f} %."),
+            "",
+        ]
     (out_dir / "report.md").write_text("\n".join(lines))

@@ -39,13 +39,16 @@ def load_input(cfg: DictConfig, model_leads: list[str]):
         if not path.is_file():
             raise EcgError(f"input: {path}: file not found")
         if cfg.fs is None:
-            raise EcgError(f"fs: required with input={path} (CSV/NumPy files carry no "
-                           "sampling rate)")
+            raise EcgError(
+                f"fs: required with input={path} (CSV/NumPy files carry no sampling rate)"
+            )
         x = _read_array(path)
         cols = list(cfg.columns)
         if len(cols) != len(model_leads):
-            raise EcgError(f"columns: {cols} gives {len(cols)} lead(s), the model takes "
-                           f"{len(model_leads)} ({model_leads})")
+            raise EcgError(
+                f"columns: {cols} gives {len(cols)} lead(s), the model takes "
+                f"{len(model_leads)} ({model_leads})"
+            )
         bad = [c for c in cols if not -x.shape[1] <= c < x.shape[1]]
         if bad:
             raise EcgError(f"columns: {bad} not in {path} ({x.shape[1]} columns)")

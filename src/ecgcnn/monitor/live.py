@@ -45,8 +45,15 @@ class LiveFeed:
     title : what the page calls the stream (record name, file)
     """
 
-    def __init__(self, fs: float, classes, speed: float = 1.0, keep_s: float = 30.0,
-                 paced: bool = True, title: str = "") -> None:
+    def __init__(
+        self,
+        fs: float,
+        classes,
+        speed: float = 1.0,
+        keep_s: float = 30.0,
+        paced: bool = True,
+        title: str = "",
+    ) -> None:
         if speed < 0:
             raise EcgError(f"speed: must be >= 0 (0 = as fast as possible), got {speed}")
         self.fs, self.classes, self.paced, self.title = float(fs), list(classes), paced, title
@@ -80,8 +87,11 @@ class LiveFeed:
         with self.lock:
             if ev["type"] == "beat":
                 s = int(ev["sample"])
-                y = float(self._ring[s % len(self._ring)]) if self.n - len(self._ring) <= s \
-                    < self.n else float("nan")
+                y = (
+                    float(self._ring[s % len(self._ring)])
+                    if self.n - len(self._ring) <= s < self.n
+                    else float("nan")
+                )
                 self.beats.append((s, ev["class"], float(ev["p"]), y))
                 self.n_beats += 1
                 self.counts[ev["class"]] = self.counts.get(ev["class"], 0) + 1
@@ -107,8 +117,11 @@ class LiveFeed:
                 allowed = self._allowed()
                 if due <= allowed:
                     return
-                wait = 0.1 if np.isinf(allowed) or self.paused else \
-                    (due - allowed) / max(self.speed, 1e-9)
+                wait = (
+                    0.1
+                    if np.isinf(allowed) or self.paused
+                    else (due - allowed) / max(self.speed, 1e-9)
+                )
                 self.lock.wait(min(wait, 0.1))
 
     # ------------------------------------------------------------------ controls
@@ -150,7 +163,7 @@ class LiveFeed:
     def beats_since(self, cursor: int) -> tuple[list[tuple], int]:
         with self.lock:
             avail = min(self.n_beats - cursor, len(self.beats))
-            return list(self.beats)[len(self.beats) - avail:] if avail > 0 else [], self.n_beats
+            return list(self.beats)[len(self.beats) - avail :] if avail > 0 else [], self.n_beats
 
     def heart_rate(self) -> float | None:
         """Beats per minute over the last 8 RR intervals of classified beats."""
@@ -160,9 +173,16 @@ class LiveFeed:
 
     def snapshot(self) -> dict:
         with self.lock:
-            return {"t": self.n / self.fs, "alarms": len(self.alarms), "counts": dict(self.counts),
-                    "speed": self.speed, "paused": self.paused, "seeking": self.seeking,
-                    "done": self.done, "error": self.error}
+            return {
+                "t": self.n / self.fs,
+                "alarms": len(self.alarms),
+                "counts": dict(self.counts),
+                "speed": self.speed,
+                "paused": self.paused,
+                "seeking": self.seeking,
+                "done": self.done,
+                "error": self.error,
+            }
 
 
 # ---------------------------------------------------------------------------- server
@@ -175,10 +195,17 @@ def check_port(host: str, port: int) -> None:
             raise EcgError(f"port: {port} on {host} cannot be used ({exc.strerror})") from None
 
 
-def serve(feed: LiveFeed, produce: Callable[[], None], host: str, port: int, window_s: float,
-          refresh_ms: int,
-          linger_s: float | None = None, on_ready: Callable[[str], None] | None = None,
-          stop: threading.Event | None = None) -> None:
+def serve(
+    feed: LiveFeed,
+    produce: Callable[[], None],
+    host: str,
+    port: int,
+    window_s: float,
+    refresh_ms: int,
+    linger_s: float | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Serve the page on ``host:port`` while ``produce()`` runs in a background thread.
 
     Parameters
@@ -199,15 +226,19 @@ def serve(feed: LiveFeed, produce: Callable[[], None], host: str, port: int, win
 
     check_port(host, port)
     if host not in LOOPBACK:
-        log.warning("host=%s: the live page is open to other hosts on port %d (no "
-                    "authentication, plain HTTP)", host, port)
+        log.warning(
+            "host=%s: the live page is open to other hosts on port %d (no "
+            "authentication, plain HTTP)",
+            host,
+            port,
+        )
     origins = [f"{h}:{port}" for h in ("127.0.0.1", "localhost")]
     if host not in LOOPBACK:
         origins.append("*")
-    app = Application(FunctionHandler(lambda doc: make_document(doc, feed, window_s,
-                                                                refresh_ms)))
-    server = Server({"/": app}, address=host, port=int(port), allow_websocket_origin=origins,
-                    num_procs=1)
+    app = Application(FunctionHandler(lambda doc: make_document(doc, feed, window_s, refresh_ms)))
+    server = Server(
+        {"/": app}, address=host, port=int(port), allow_websocket_origin=origins, num_procs=1
+    )
     loop = server.io_loop
 
     failed: list[BaseException] = []
@@ -228,8 +259,9 @@ def serve(feed: LiveFeed, produce: Callable[[], None], host: str, port: int, win
     if stop is not None:
         from tornado.ioloop import PeriodicCallback
 
-        loop.add_callback(lambda: PeriodicCallback(lambda: stop.is_set() and loop.stop(),
-                                                   100).start())
+        loop.add_callback(
+            lambda: PeriodicCallback(lambda: stop.is_set() and loop.stop(), 100).start()
+        )
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     log.info("live page at %s", url)
     if on_ready is not None:
@@ -263,11 +295,16 @@ class EventLog:
         self.fh.close()
 
 
-
 # ---------------------------------------------------------------------------- the whole run
-def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
-             on_ready: Callable[[str, LiveFeed], None] | None = None,
-             stop: threading.Event | None = None) -> LiveFeed:
+def run_live(
+    cfg,
+    out_dir: Path,
+    classifier,
+    data_cfg,
+    classes,
+    on_ready: Callable[[str, LiveFeed], None] | None = None,
+    stop: threading.Event | None = None,
+) -> LiveFeed:
     """Serve the page for ``cfg.record`` classified by ``classifier``; write ``events.jsonl``.
 
     Parameters
@@ -289,10 +326,16 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
     from ecgcnn.monitor import live_adapter as mon
 
     if not cfg.record:
-        raise EcgError("record: required (a record name under data.root, a CSV file, or - "
-                       "for CSV lines on standard input)")
-    for key, ok in (("chunk_s", cfg.chunk_s > 0), ("window_s", cfg.window_s > 0),
-                    ("refresh_ms", cfg.refresh_ms >= 10), ("port", 0 < cfg.port < 65536)):
+        raise EcgError(
+            "record: required (a record name under data.root, a CSV file, or - "
+            "for CSV lines on standard input)"
+        )
+    for key, ok in (
+        ("chunk_s", cfg.chunk_s > 0),
+        ("window_s", cfg.window_s > 0),
+        ("refresh_ms", cfg.refresh_ms >= 10),
+        ("port", 0 < cfg.port < 65536),
+    ):
         if not ok:
             raise EcgError(f"{key}: {getattr(cfg, key)} is out of range")
     check_port(cfg.host, cfg.port)
@@ -306,10 +349,15 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
         if cfg.fs is None:
             raise EcgError(f"fs: required with record={rec} (CSV lines carry no sampling rate)")
         if len(cfg.columns) != len(data_cfg.leads):
-            raise EcgError(f"columns: {list(cfg.columns)} gives {len(cfg.columns)} lead(s), the "
-                           f"model takes {len(data_cfg.leads)} ({list(data_cfg.leads)})")
-        fs, name, cols = float(cfg.fs), ("stdin" if rec == "-" else Path(rec).name), \
-            list(cfg.columns)
+            raise EcgError(
+                f"columns: {list(cfg.columns)} gives {len(cfg.columns)} lead(s), the "
+                f"model takes {len(data_cfg.leads)} ({list(data_cfg.leads)})"
+            )
+        fs, name, cols = (
+            float(cfg.fs),
+            ("stdin" if rec == "-" else Path(rec).name),
+            list(cfg.columns),
+        )
         if rec != "-" and not Path(rec).is_file():
             raise EcgError(f"record: {rec}: file not found")
         signal = None
@@ -320,24 +368,36 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
                 raise EcgError(f"record: {rec}: no numeric lines")
     else:
         if len(leads) != len(data_cfg.leads):
-            raise EcgError(f"leads: {leads} but the model takes {len(data_cfg.leads)} "
-                           f"({list(data_cfg.leads)})")
+            raise EcgError(
+                f"leads: {leads} but the model takes {len(data_cfg.leads)} ({list(data_cfg.leads)})"
+            )
         name, signal, fs = mon.read_signal(cfg.data.root, rec, leads, cfg.lead, cfg.fs)
     if fs != float(data_cfg.fs):
-        raise EcgError(f"fs: {name} is at {fs:g} Hz but the model expects {data_cfg.fs:g} Hz "
-                       "(the live monitor does not resample)")
+        raise EcgError(
+            f"fs: {name} is at {fs:g} Hz but the model expects {data_cfg.fs:g} Hz "
+            "(the live monitor does not resample)"
+        )
     if signal is not None and cfg.max_duration_s is not None:
         signal = signal[: round(cfg.max_duration_s * fs)]
-    feed = LiveFeed(fs, classes, speed=cfg.speed, keep_s=max(30.0, 3 * cfg.window_s),
-                    paced=signal is not None, title=name)
+    feed = LiveFeed(
+        fs,
+        classes,
+        speed=cfg.speed,
+        keep_s=max(30.0, 3 * cfg.window_s),
+        paced=signal is not None,
+        title=name,
+    )
     events = EventLog(Path(out_dir) / "events.jsonl")
 
     def on_event(ev: dict) -> None:
         if ev["type"] == "beat":
             ev = mon.beat_event(ev, fs, classes)
         else:
-            print(f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) at "
-                  f"t={ev['t']:.2f} s", flush=True)
+            print(
+                f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) at "
+                f"t={ev['t']:.2f} s",
+                flush=True,
+            )
         events.write(ev)
         feed.push_event(ev)
 
@@ -346,20 +406,41 @@ def run_live(cfg, out_dir: Path, classifier, data_cfg, classes,
         feed.push_samples(chunk, start)
 
     def produce() -> None:
-        common = {"data_cfg": data_cfg, "classifier": classifier, "classes": classes,
-                  "alarms_cfg": cfg.alarms, "margin_s": cfg.margin_s,
-                  "before_chunk": before_chunk, "on_event": on_event}
+        common = {
+            "data_cfg": data_cfg,
+            "classifier": classifier,
+            "classes": classes,
+            "alarms_cfg": cfg.alarms,
+            "margin_s": cfg.margin_s,
+            "before_chunk": before_chunk,
+            "on_event": on_event,
+        }
         try:
             if signal is not None:
                 mon.run_record(signal, fs, chunk_s=cfg.chunk_s, **common)
             else:
                 with open(rec) if rec != "-" else nullcontext(sys.stdin) as fh:
-                    chunks = mon.follow_csv(fh, cols, name, follow=cfg.follow,
-                                        idle_timeout_s=cfg.idle_timeout_s, stop=stop)
+                    chunks = mon.follow_csv(
+                        fh,
+                        cols,
+                        name,
+                        follow=cfg.follow,
+                        idle_timeout_s=cfg.idle_timeout_s,
+                        stop=stop,
+                    )
                     mon.run_chunks(chunks, fs, len(cols), **common)
         finally:
             events.close()
 
-    serve(feed, produce, cfg.host, cfg.port, cfg.window_s, cfg.refresh_ms, cfg.linger_s,
-          on_ready and (lambda url: on_ready(url, feed)), stop)
+    serve(
+        feed,
+        produce,
+        cfg.host,
+        cfg.port,
+        cfg.window_s,
+        cfg.refresh_ms,
+        cfg.linger_s,
+        on_ready and (lambda url: on_ready(url, feed)),
+        stop,
+    )
     return feed

@@ -34,8 +34,9 @@ from ecgcnn.monitor.stream import BeatStream, Classifier, replay
 ChunkHook = Callable[[np.ndarray, int], None]
 
 
-def read_signal(root, record: str, leads: list[str], lead=None, fs=None
-                ) -> tuple[str, np.ndarray, float]:
+def read_signal(
+    root, record: str, leads: list[str], lead=None, fs=None
+) -> tuple[str, np.ndarray, float]:
     """``(name, signal (n, leads) mV, fs)`` of a WFDB record or EDF/EDF+ file.
 
     ``record`` is a path (``/dir/100``, ``x.edf``) or a record name under ``root``;
@@ -74,9 +75,15 @@ def parse_csv_lines(lines: list[str], columns: list[int], source: str) -> np.nda
     return out
 
 
-def follow_csv(fh, columns: list[int], source: str, poll_s: float = 0.05,
-               idle_timeout_s: float | None = None, follow: bool = True,
-               stop: threading.Event | None = None) -> Iterator[np.ndarray]:
+def follow_csv(
+    fh,
+    columns: list[int],
+    source: str,
+    poll_s: float = 0.05,
+    idle_timeout_s: float | None = None,
+    follow: bool = True,
+    stop: threading.Event | None = None,
+) -> Iterator[np.ndarray]:
     """Chunks of a CSV as it grows: every complete line read so far, then wait for more.
 
     ``follow=False`` ends at the end of the file (standard input ends at EOF either way);
@@ -103,8 +110,13 @@ def follow_csv(fh, columns: list[int], source: str, poll_s: float = 0.05,
 
 def beat_event(ev: dict, fs: float, classes: list[str]) -> dict:
     """``replay``'s beat callback dict as the ``events.jsonl`` line ``ecgcnn-monitor`` writes."""
-    return {"type": "beat", "t": round(ev["sample"] / fs, 3), "sample": ev["sample"],
-            "class": classes[ev["k"]], "p": round(ev["p"], 4)}
+    return {
+        "type": "beat",
+        "t": round(ev["sample"] / fs, 3),
+        "sample": ev["sample"],
+        "class": classes[ev["k"]],
+        "p": round(ev["p"], 4),
+    }
 
 
 class _HookedAlarms:
@@ -126,22 +138,49 @@ class _HookedAlarms:
 
 
 def _parts(data_cfg, fs, n_leads, alarms_cfg, classes, margin_s):
-    return BeatStream(data_cfg, fs, n_leads, margin_s=margin_s), AlarmEngine(alarms_cfg, fs,
-                                                                             classes)
+    return BeatStream(data_cfg, fs, n_leads, margin_s=margin_s), AlarmEngine(
+        alarms_cfg, fs, classes
+    )
 
 
-def run_record(signal: np.ndarray, fs: float, data_cfg, classifier: Classifier, classes,
-               alarms_cfg, chunk_s: float, margin_s: float, before_chunk: ChunkHook,
-               on_event: Callable[[dict], None]) -> None:
+def run_record(
+    signal: np.ndarray,
+    fs: float,
+    data_cfg,
+    classifier: Classifier,
+    classes,
+    alarms_cfg,
+    chunk_s: float,
+    margin_s: float,
+    before_chunk: ChunkHook,
+    on_event: Callable[[dict], None],
+) -> None:
     """Replay ``signal`` with ``replay``; ``before_chunk`` may block (pacing, pause)."""
     stream, engine = _parts(data_cfg, fs, signal.shape[1], alarms_cfg, classes, margin_s)
-    replay(signal, fs, stream, classifier, chunk_s, False, _HookedAlarms(engine, before_chunk),
-           on_event)
+    replay(
+        signal,
+        fs,
+        stream,
+        classifier,
+        chunk_s,
+        False,
+        _HookedAlarms(engine, before_chunk),
+        on_event,
+    )
 
 
-def run_chunks(chunks: Iterable[np.ndarray], fs: float, n_leads: int, data_cfg,
-               classifier: Classifier, classes, alarms_cfg, margin_s: float,
-               before_chunk: ChunkHook, on_event: Callable[[dict], None]) -> None:
+def run_chunks(
+    chunks: Iterable[np.ndarray],
+    fs: float,
+    n_leads: int,
+    data_cfg,
+    classifier: Classifier,
+    classes,
+    alarms_cfg,
+    margin_s: float,
+    before_chunk: ChunkHook,
+    on_event: Callable[[dict], None],
+) -> None:
     """Feed an open-ended sequence of ``(n, n_leads)`` chunks; the same steps as ``replay``."""
     stream, engine = _parts(data_cfg, fs, n_leads, alarms_cfg, classes, margin_s)
     alarms = _HookedAlarms(engine, before_chunk)

@@ -17,9 +17,17 @@ from ecgcnn.errors import EcgError
 
 #: Without the background-networking flags Chromium keeps dialing out, which a closed network
 #: refuses; a fresh profile keeps runs independent.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 _STATE_JS = """
 const doc = (window.Bokeh && Bokeh.documents.length) ? Bokeh.documents[0] : null;
@@ -59,8 +67,10 @@ def chromium(width: int = 1400, height: int = 900, binary: str | None = None):
     browser = binary or shutil.which("chromium") or shutil.which("chromium-browser")
     driver_bin = shutil.which("chromedriver")
     if not browser or not driver_bin:
-        raise EcgError("chromium: chromium and chromedriver not found (Debian: apt-get install "
-                       "chromium chromium-driver)")
+        raise EcgError(
+            "chromium: chromium and chromedriver not found (Debian: apt-get install "
+            "chromium chromium-driver)"
+        )
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for flag in CHROMIUM_FLAGS:
@@ -77,8 +87,9 @@ def page_state(driver) -> dict | None:
     return driver.execute_script(_STATE_JS)
 
 
-def wait_for(driver, cond: Callable[[dict], bool], timeout_s: float = 30.0,
-             what: str = "the page") -> dict:
+def wait_for(
+    driver, cond: Callable[[dict], bool], timeout_s: float = 30.0, what: str = "the page"
+) -> dict:
     """Poll :func:`page_state` until ``cond(state)``; raise ``TimeoutError`` naming ``what``."""
     end = time.monotonic() + timeout_s
     state = None
@@ -95,5 +106,8 @@ def click(driver, name: str, index: int | None = None) -> None:
     el = driver.execute_script(
         "const v = Bokeh.index.get_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
         "return arguments[1] === null ? v.button_el : v.shadow_el.querySelectorAll('button')"
-        "[arguments[1]];", name, index)
+        "[arguments[1]];",
+        name,
+        index,
+    )
     el.click()

@@ -64,8 +64,10 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
     else:
         raise EcgError(f"engine: unknown '{engine}' (fused | torch)")
     if n_rr not in (0, len(RR_FEATURES)):
-        raise EcgError(f"checkpoint: {path}: the model takes {n_rr} RR features, this version "
-                       f"computes {len(RR_FEATURES)} ({', '.join(RR_FEATURES)}); retrain it")
+        raise EcgError(
+            f"checkpoint: {path}: the model takes {n_rr} RR features, this version "
+            f"computes {len(RR_FEATURES)} ({', '.join(RR_FEATURES)}); retrain it"
+        )
     if not data:
         raise EcgError(f"checkpoint: {path}: holds no data settings (filter, beat windows)")
     if zs and zs.get("rr_drop"):  # a zero-shot model trained with some RR features zeroed
@@ -77,6 +79,7 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
             rr = rr.copy()
             rr[:, drop] = 0.0
             return inner(x, rr)
+
     # zeroshot: how a zero-shot model's input is normalised (running scale, template view);
     # BeatStream(zeroshot=...) computes it
     return classify, {"data": data, "zeroshot": zs}, classes
@@ -101,12 +104,16 @@ def averaged(cfg: DictConfig, first: Classifier, first_data: DictConfig, classes
     for path in cfg.also:
         clf, ck, cls = load_classifier(path, cfg.engine)
         if ck.get("zeroshot"):
-            raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
-                           "patient-specific views only (monitor one zero-shot model)")
+            raise EcgError(
+                f"also: {path} is a zero-shot model; the stream averages "
+                "patient-specific views only (monitor one zero-shot model)"
+            )
         d = checkpoint_data_config(ck, cfg.data, source=path)
         if list(cls) != list(classes) or key(d) != key(first_data):
-            raise EcgError(f"also: {path} does not fit {cfg.checkpoint}: the models must share "
-                           "classes and beat settings (they may differ in data.beat.template)")
+            raise EcgError(
+                f"also: {path} does not fit {cfg.checkpoint}: the models must share "
+                "classes and beat settings (they may differ in data.beat.template)"
+            )
         models.append((clf, d))
     prepared = prepared_template([d.beat.template for _, d in models])
     plain = plain_channels(first_data)
@@ -135,10 +142,18 @@ def load_models(cfg: DictConfig):
     data_cfg = checkpoint_data_config(ck, cfg.data, source=path)
     zeroshot = ck.get("zeroshot")
     if cfg.also and zeroshot:
-        raise EcgError(f"also: {path} is a zero-shot model; the stream averages "
-                       "patient-specific views only (monitor one zero-shot model)")
+        raise EcgError(
+            f"also: {path} is a zero-shot model; the stream averages "
+            "patient-specific views only (monitor one zero-shot model)"
+        )
     if cfg.also:
-        views = OmegaConf.create({"checkpoint": str(path), "also": list(cfg.also),
-                                  "engine": cfg.engine, "data": cfg.data})
+        views = OmegaConf.create(
+            {
+                "checkpoint": str(path),
+                "also": list(cfg.also),
+                "engine": cfg.engine,
+                "data": cfg.data,
+            }
+        )
         classifier, data_cfg = averaged(views, classifier, data_cfg, classes)
     return classifier, data_cfg, classes, zeroshot, path

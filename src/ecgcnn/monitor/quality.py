@@ -66,8 +66,7 @@ class Verdicts:
 
 
 def _empty() -> Verdicts:
-    return Verdicts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0),
-                    np.zeros(0))
+    return Verdicts(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0))
 
 
 class QualityStage:
@@ -95,11 +94,13 @@ class QualityStage:
         if cfg.context_s < 0:
             raise EcgError(f"quality.context_s: must be >= 0, got {cfg.context_s}")
         if not 0 <= cfg.reference_quantile <= 1:
-            raise EcgError(f"quality.reference_quantile: must lie in [0, 1], got "
-                           f"{cfg.reference_quantile}")
+            raise EcgError(
+                f"quality.reference_quantile: must lie in [0, 1], got {cfg.reference_quantile}"
+            )
         if fs / 2 <= QRS_BAND_HZ[1]:
-            raise EcgError(f"fs: {fs} Hz is too low for the quality stage's "
-                           f"{QRS_BAND_HZ[1]} Hz band")
+            raise EcgError(
+                f"fs: {fs} Hz is too low for the quality stage's {QRS_BAND_HZ[1]} Hz band"
+            )
         self.fs, self.n_leads = float(fs), int(n_leads)
         self.seg = max(1, round(cfg.segment_s * fs))
         self.ctx = int(np.ceil(cfg.context_s / cfg.segment_s))  # context in segments
@@ -123,8 +124,9 @@ class QualityStage:
         self._n_corr = 0  # lead-0 peaks already given a correlation
         self.delay = max((d.max_delay_samples for d in self.dets), default=0)
         self.peaks: list[list[int]] = [[] for _ in self.dets]
-        self.sos = [sps.butter(2, b, "bandpass", fs=fs, output="sos")
-                    for b in (LF_BAND_HZ, QRS_BAND_HZ)]
+        self.sos = [
+            sps.butter(2, b, "bandpass", fs=fs, output="sos") for b in (LF_BAND_HZ, QRS_BAND_HZ)
+        ]
         self.zi = [np.zeros((s.shape[0], 2)) for s in self.sos]
         self._part = np.zeros((0, 2))  # squared filtered samples of the incomplete segment
         self.power: list[tuple[float, float]] = []  # per complete segment: (lf, qrs) energy
@@ -140,8 +142,9 @@ class QualityStage:
         x = np.asarray(chunk, dtype=np.float64)
         x = x[:, None] if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[1] != self.n_leads:
-            raise EcgError(f"QualityStage.push: expected (n, {self.n_leads}) samples, got "
-                           f"{np.shape(chunk)}")
+            raise EcgError(
+                f"QualityStage.push: expected (n, {self.n_leads}) samples, got {np.shape(chunk)}"
+            )
         if x.shape[0] == 0:
             return _empty()
         for j, d in enumerate(self.dets):
@@ -156,9 +159,9 @@ class QualityStage:
         full = part.shape[0] // self.seg
         # each segment summed whole, so the sums do not depend on where blocks were cut
         for s in range(full):
-            p = part[s * self.seg:(s + 1) * self.seg].sum(axis=0)
+            p = part[s * self.seg : (s + 1) * self.seg].sum(axis=0)
             self.power.append((float(p[0]), float(p[1])))
-        self._part = part[full * self.seg:]
+        self._part = part[full * self.seg :]
         self.n += x.shape[0]
         return self._judge(final=False)
 
@@ -187,11 +190,11 @@ class QualityStage:
             self._n_corr += 1
             if r - h < self._fb0:
                 continue  # at the record start: no full window
-            w = self._fb[r - h - self._fb0:r + h + 1 - self._fb0]
+            w = self._fb[r - h - self._fb0 : r + h + 1 - self._fb0]
             w = w - w.mean()
             w = w / (np.linalg.norm(w) + 1e-12)
             best = float(max((float(w @ o) for o in self._shapes), default=1.0))
-            self._shapes = (self._shapes + [w])[-self.k_beats:]
+            self._shapes = (self._shapes + [w])[-self.k_beats :]
             self._corr.append((r, best))
 
     def _judge(self, final: bool) -> Verdicts:
@@ -202,14 +205,15 @@ class QualityStage:
         while self.ready < n_seg:
             k = self.ready
             hi = min(k + 1 + self.ctx, n_seg)
-            if not final and (k + 1 + self.ctx > n_seg or
-                              (k + 1 + self.ctx) * self.seg + self.delay > self.n):
+            if not final and (
+                k + 1 + self.ctx > n_seg or (k + 1 + self.ctx) * self.seg + self.delay > self.n
+            ):
                 break
             lo = max(0, k - self.ctx)
             pw = np.asarray(self.power[lo:hi]).sum(axis=0)
             ratio = float(pw[0] / pw[1]) if pw[1] > 0 else 0.0
             self.ratios.append(ratio)
-            ref = float(np.percentile(self.ratios[-self.n_ref:], self.q))
+            ref = float(np.percentile(self.ratios[-self.n_ref :], self.q))
             excess = ratio / ref if ref > 0 else (0.0 if ratio == 0 else np.inf)
             a, b = lo * self.seg, hi * self.seg
             if len(self.dets) == 2:
@@ -230,9 +234,13 @@ class QualityStage:
         if not rows:
             return _empty()
         k, bad, agree, excess, tcorr = zip(*rows)
-        return Verdicts(np.asarray(k, np.int64), np.asarray(bad, bool),
-                        np.asarray(agree, np.float64), np.asarray(excess, np.float64),
-                        np.asarray(tcorr, np.float64))
+        return Verdicts(
+            np.asarray(k, np.int64),
+            np.asarray(bad, bool),
+            np.asarray(agree, np.float64),
+            np.asarray(excess, np.float64),
+            np.asarray(tcorr, np.float64),
+        )
 
     def _trim(self) -> None:
         # peaks before the oldest window still to judge are never looked at again
@@ -245,14 +253,17 @@ class QualityStage:
                     self._n_corr = max(0, self._n_corr - drop)
         self._corr = [rc for rc in self._corr if rc[0] >= keep_from]
         # the beat-band signal from the first beat still to correlate (its left half window)
-        nxt = self.peaks[0][self._n_corr] if self.dets and self._n_corr < len(self.peaks[0]) \
+        nxt = (
+            self.peaks[0][self._n_corr]
+            if self.dets and self._n_corr < len(self.peaks[0])
             else self._fb0 + self._fb.size
+        )
         # a peak not yet detected lies at most delay before the newest sample
         cut = min(nxt, self.n - self.delay) - self.half - self._fb0
         if cut > self._fb.size // 2 and cut > 4096:
             self._fb, self._fb0 = self._fb[cut:], self._fb0 + cut
         if len(self.ratios) > 4 * self.n_ref:
-            self.ratios = self.ratios[-self.n_ref:]
+            self.ratios = self.ratios[-self.n_ref :]
 
 
 def signal_quality(signal: np.ndarray, fs: float, cfg, block: int | None = None) -> Verdicts:
@@ -277,13 +288,16 @@ def signal_quality(signal: np.ndarray, fs: float, cfg, block: int | None = None)
     step = x.shape[0] if block is None else int(block)
     if step < 1:
         raise EcgError(f"signal_quality: block must be >= 1 sample, got {block}")
-    parts = [stage.push(x[s:s + step]) for s in range(0, x.shape[0], step)] + [stage.flush()]
+    parts = [stage.push(x[s : s + step]) for s in range(0, x.shape[0], step)] + [stage.flush()]
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty()
-    return Verdicts(*(np.concatenate([getattr(p, f) for p in parts])
-                      for f in ("index", "unreadable", "agreement", "lf_excess",
-                                "template_corr")))
+    return Verdicts(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("index", "unreadable", "agreement", "lf_excess", "template_corr")
+        )
+    )
 
 
 def shutdown_spans(unreadable: np.ndarray, seg: int, n: int) -> list[tuple[int, int]]:
@@ -311,6 +325,10 @@ def shutdown_summary(res, spans: list[tuple[int, int]], fs: float, start: int, s
     sel = (res.sample >= start) & (res.sample < stop)
     n_beats = int(sel.sum())
     n_bad = int((res.unreadable[sel]).sum()) if len(res.unreadable) else 0
-    return {"shutdown_s": round(t / fs, 1), "shutdown_frac": t / max(1, stop - start),
-            "beats_in_shutdown": n_bad, "beats_in_shutdown_frac": n_bad / max(1, n_beats),
-            "spans_s": [[round(a / fs, 3), round(b / fs, 3)] for a, b in spans]}
+    return {
+        "shutdown_s": round(t / fs, 1),
+        "shutdown_frac": t / max(1, stop - start),
+        "beats_in_shutdown": n_bad,
+        "beats_in_shutdown_frac": n_bad / max(1, n_beats),
+        "spans_s": [[round(a / fs, 3), round(b / fs, 3)] for a, b in spans],
+    }

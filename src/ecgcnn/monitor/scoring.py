@@ -174,8 +174,18 @@ def qrs_se_ppv(
     return QrsScore(tp, fn, fp)
 
 
-def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: float,
-                 start: int = 0, exclude=(), stop: int | None = None, shutdown=()) -> dict:
+def score_stream(
+    ann_samples,
+    ann_symbols,
+    peaks,
+    beat_samples,
+    beat_pred,
+    fs: float,
+    start: int = 0,
+    exclude=(),
+    stop: int | None = None,
+    shutdown=(),
+) -> dict:
     """Score the detector and the end-to-end classification against reference annotations.
 
     QRS: every detected R peak against every reference beat, EC57 150 ms window, both on the
@@ -210,9 +220,8 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
     vf = vf_episodes(ann_samples, ann_symbols)
     shutdown = [tuple(map(int, ab)) for ab in shutdown]
     if shutdown:
-        sd = (lambda v: np.asarray(v, np.int64)[~_in_spans(np.asarray(v, np.int64), shutdown)])
-        exclude = np.concatenate([np.asarray(exclude, np.int64),
-                                  np.setdiff1d(ref, sd(ref))])
+        sd = lambda v: np.asarray(v, np.int64)[~_in_spans(np.asarray(v, np.int64), shutdown)]
+        exclude = np.concatenate([np.asarray(exclude, np.int64), np.setdiff1d(ref, sd(ref))])
         keep = ~_in_spans(np.asarray(beat_samples, np.int64), shutdown)
         beat_samples, beat_pred = np.asarray(beat_samples)[keep], np.asarray(beat_pred)[keep]
     whole = qrs_se_ppv(ref, peaks, fs, start=start, stop=stop, skip=shutdown)
@@ -236,18 +245,24 @@ def score_stream(ann_samples, ann_symbols, peaks, beat_samples, beat_pred, fs: f
             y_pred.append(b_cls[dv])
     missed = [r_cls[v] for v in keep_r.tolist() if v not in matched_r and v not in excl]
     # bxb does not count test beats inside reference-marked VF (its pseudo-label '*').
-    in_vf = (lambda v: any(a <= v < b for a, b in vf))
+    in_vf = lambda v: any(a <= v < b for a, b in vf)
     extra = [b_cls[v] for v in keep_b.tolist() if v not in matched_b and not in_vf(v)]
     y_true += missed + [0] * len(extra)
     y_pred += [0] * len(missed) + extra
     out = score(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64))
-    count = (lambda ks: {c: int(sum(k == i for k in ks)) for i, c in enumerate(CLASSES)})
+    count = lambda ks: {c: int(sum(k == i for k in ks)) for i, c in enumerate(CLASSES)}
     out["missed_reference_by_class"] = count(missed)  # bxb's "o" column
     out["extra_detections_by_predicted_class"] = count(extra)  # bxb's "O" row
-    qrs = {k: {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.se, "ppv": s.ppv}
-           for k, s in (("whole", whole), ("ec57_no_vf", ec57))}
-    return {"qrs": qrs, "classification": out, "from_s": start / fs,
-            "to_s": None if stop is None else stop / fs}
+    qrs = {
+        k: {"tp": s.tp, "fn": s.fn, "fp": s.fp, "se": s.se, "ppv": s.ppv}
+        for k, s in (("whole", whole), ("ec57_no_vf", ec57))
+    }
+    return {
+        "qrs": qrs,
+        "classification": out,
+        "from_s": start / fs,
+        "to_s": None if stop is None else stop / fs,
+    }
 
 
 def _in_spans(v: np.ndarray, spans) -> np.ndarray:

@@ -29,8 +29,12 @@ def _quality_signal(cfg: DictConfig, sig: np.ndarray, leads: list[str]) -> np.nd
     from ecgcnn.data.io import OTHER_LEAD, MissingLeadError, read_record, resolve_root
 
     try:
-        rec = read_record(resolve_root(cfg.data.root), str(cfg.record),
-                          leads=[leads[0], OTHER_LEAD], annotator=None)
+        rec = read_record(
+            resolve_root(cfg.data.root),
+            str(cfg.record),
+            leads=[leads[0], OTHER_LEAD],
+            annotator=None,
+        )
     except MissingLeadError:
         return sig
     other = rec.signal[:, -1:]
@@ -41,8 +45,13 @@ def _pct(v, q):
     return round(float(np.percentile(v, q)), 3) if len(v) else None
 
 
-def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None,
-            data_cfg: DictConfig | None = None, classes=None) -> dict:
+def monitor(
+    cfg: DictConfig,
+    out_dir: Path,
+    classifier: Classifier | None = None,
+    data_cfg: DictConfig | None = None,
+    classes=None,
+) -> dict:
     """Stream a record through detection, classification and alarms; write the outputs.
 
     Parameters
@@ -57,7 +66,6 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     The summary written to ``monitor_summary.json``.
     """
     import torch
-
 
     out_dir = Path(out_dir)
     if cfg.num_threads < 1:
@@ -80,27 +88,39 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
         raise EcgError(f"chunk_s: must be > 0 s, got {cfg.chunk_s}")
     stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
     engine = AlarmEngine(cfg.alarms, fs, classes)
-    qsig = (_quality_signal(cfg, sig, list(cfg.leads) or list(data_cfg.leads))
-            if cfg.quality.enabled else None)
+    qsig = (
+        _quality_signal(cfg, sig, list(cfg.leads) or list(data_cfg.leads))
+        if cfg.quality.enabled
+        else None
+    )
     quality = QualityStage(cfg.quality, fs, qsig.shape[1]) if cfg.quality.enabled else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "events.jsonl", "w") as fh:
+
         def on_event(ev: dict) -> None:
             if ev["type"] == "beat":
-                ev = {"type": "beat", "t": round(ev["sample"] / fs, 3), "sample": ev["sample"],
-                      # a beat in an unreadable segment is noise: class Q, as in the WFDB output
-                      "class": "Q" if ev.get("unreadable") else classes[ev["k"]],
-                      "p": round(ev["p"], 4), **({"unreadable": True} if ev.get("unreadable")
-                                                 else {})}
+                ev = {
+                    "type": "beat",
+                    "t": round(ev["sample"] / fs, 3),
+                    "sample": ev["sample"],
+                    # a beat in an unreadable segment is noise: class Q, as in the WFDB output
+                    "class": "Q" if ev.get("unreadable") else classes[ev["k"]],
+                    "p": round(ev["p"], 4),
+                    **({"unreadable": True} if ev.get("unreadable") else {}),
+                }
             else:
                 if cfg.realtime:
-                    print(f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) "
-                          f"at t={ev['t']:.2f} s", flush=True)
+                    print(
+                        f"[{ev['t_raised']:9.2f} s] ALARM {ev['rule']} ({ev['severity']}) "
+                        f"at t={ev['t']:.2f} s",
+                        flush=True,
+                    )
             fh.write(json.dumps(ev) + "\n")
 
-        res = replay(sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event,
-                     quality, qsig)
+        res = replay(
+            sig, fs, stream, classifier, cfg.chunk_s, cfg.realtime, engine, on_event, quality, qsig
+        )
     pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)
     spans = shutdown_spans(res.segments_unreadable, res.segment_samples, len(sig))
     pred = np.where(res.unreadable, CLASSES.index("Q"), pred) if len(res.unreadable) else pred
@@ -108,51 +128,83 @@ def monitor(cfg: DictConfig, out_dir: Path, classifier: Classifier | None = None
     delay = (res.ready - res.sample) / fs
     det = stream.detector
     summary = {
-        "record": name, "fs": fs, "duration_s": round(res.duration_s, 3),
+        "record": name,
+        "fs": fs,
+        "duration_s": round(res.duration_s, 3),
         "checkpoint": cfg.checkpoint,
-        "engine": cfg.engine, "chunk_s": cfg.chunk_s, "realtime": bool(cfg.realtime),
-        "beats_detected": len(res.peaks), "beats_classified": len(res.sample),
+        "engine": cfg.engine,
+        "chunk_s": cfg.chunk_s,
+        "realtime": bool(cfg.realtime),
+        "beats_detected": len(res.peaks),
+        "beats_classified": len(res.sample),
         "beats_dropped_at_edges": int(res.dropped),
         "class_counts": {c: int((pred == i).sum()) for i, c in enumerate(CLASSES)},
-        "alarms": len(res.alarms), "alarms_by_rule": by_rule,
-        "processing": {"seconds": round(res.seconds, 3),
-                       "realtime_factor": round(res.duration_s / max(res.seconds, 1e-9), 1),
-                       "cpu_seconds": round(res.cpu_seconds, 3),
-                       "realtime_factor_cpu": round(res.duration_s / max(res.cpu_seconds, 1e-9),
-                                                    1),
-                       "num_threads": int(cfg.num_threads)},
+        "alarms": len(res.alarms),
+        "alarms_by_rule": by_rule,
+        "processing": {
+            "seconds": round(res.seconds, 3),
+            "realtime_factor": round(res.duration_s / max(res.seconds, 1e-9), 1),
+            "cpu_seconds": round(res.cpu_seconds, 3),
+            "realtime_factor_cpu": round(res.duration_s / max(res.cpu_seconds, 1e-9), 1),
+            "num_threads": int(cfg.num_threads),
+        },
         # Compute time from the arrival of the chunk that completed a beat's data to its class.
-        "latency_ms": {"p50": _pct(1e3 * res.latency_s, 50), "p99": _pct(1e3 * res.latency_s, 99),
-                       "max": _pct(1e3 * res.latency_s, 100)},
+        "latency_ms": {
+            "p50": _pct(1e3 * res.latency_s, 50),
+            "p99": _pct(1e3 * res.latency_s, 99),
+            "max": _pct(1e3 * res.latency_s, 100),
+        },
         # Structural delay: the stream must hold this much signal after an R peak.
-        "delay_s": {"windows_and_filter_margin": round(stream.delay_samples / fs, 3),
-                    "detector_typical": round(det.delay / fs, 3),
-                    "detector_worst": round(det.max_delay_samples / fs, 3),
-                    "emitted_p50": _pct(delay, 50), "emitted_p99": _pct(delay, 99),
-                    "emitted_max": _pct(delay, 100)},
+        "delay_s": {
+            "windows_and_filter_margin": round(stream.delay_samples / fs, 3),
+            "detector_typical": round(det.delay / fs, 3),
+            "detector_worst": round(det.max_delay_samples / fs, 3),
+            "emitted_p50": _pct(delay, 50),
+            "emitted_p99": _pct(delay, 99),
+            "emitted_max": _pct(delay, 100),
+        },
         "quality": shutdown_summary(res, spans, fs, round(cfg.score_from_s * fs), len(sig))
-        if quality is not None else None,
+        if quality is not None
+        else None,
         "score": None,
     }
     if ann_s is not None:
         kw = {"start": round(cfg.score_from_s * fs), "stop": len(sig)}
         summary["score"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred, fs, **kw)
         if quality is not None:
-            summary["score_decided"] = score_stream(ann_s, ann_y, res.peaks, res.sample, pred,
-                                                    fs, shutdown=spans, **kw)
+            summary["score_decided"] = score_stream(
+                ann_s, ann_y, res.peaks, res.sample, pred, fs, shutdown=spans, **kw
+            )
     write_json(out_dir / "monitor_summary.json", summary)
     if cfg.plot.enabled:
-        plot_span(out_dir / "monitor.png", sig[:, 0], fs, res.sample, pred, res.alarms,
-                  cfg.plot.start_s, cfg.plot.duration_s, name)
+        plot_span(
+            out_dir / "monitor.png",
+            sig[:, 0],
+            fs,
+            res.sample,
+            pred,
+            res.alarms,
+            cfg.plot.start_s,
+            cfg.plot.duration_s,
+            name,
+        )
     return summary
 
 
-_COLOURS = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple",
-            "Q": "tab:gray"}
+_COLOURS = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
 
 
-def plot_span(path: Path, x: np.ndarray, fs: float, samples, pred, alarms, start_s: float,
-              duration_s: float, title: str) -> None:
+def plot_span(
+    path: Path,
+    x: np.ndarray,
+    fs: float,
+    samples,
+    pred,
+    alarms,
+    start_s: float,
+    duration_s: float,
+    title: str,
+) -> None:
     """Signal of ``[start_s, start_s + duration_s)``, beats coloured by class, alarms shaded."""
     from matplotlib.figure import Figure
 
@@ -168,14 +220,31 @@ def plot_span(path: Path, x: np.ndarray, fs: float, samples, pred, alarms, start
     for i, c in enumerate(CLASSES):
         m = sel & (pred == i)
         if m.any():
-            ax.scatter(samples[m] / fs, x[samples[m]], s=18, color=_COLOURS[c], zorder=3,
-                       label=f"{c} ({int(m.sum())})")
+            ax.scatter(
+                samples[m] / fs,
+                x[samples[m]],
+                s=18,
+                color=_COLOURS[c],
+                zorder=3,
+                label=f"{c} ({int(m.sum())})",
+            )
     for ev in alarms:
         if ev["t"] >= start_s and ev["t_start"] <= start_s + duration_s:
-            ax.axvspan(max(ev["t_start"], start_s), max(ev["t"], ev["t_start"] + 0.05),
-                       color="red" if ev["severity"] == "high" else "gold", alpha=0.25)
-            ax.annotate(ev["rule"], (ev["t"], 1.0), xycoords=("data", "axes fraction"),
-                        fontsize=7, ha="right", va="top", rotation=90)
+            ax.axvspan(
+                max(ev["t_start"], start_s),
+                max(ev["t"], ev["t_start"] + 0.05),
+                color="red" if ev["severity"] == "high" else "gold",
+                alpha=0.25,
+            )
+            ax.annotate(
+                ev["rule"],
+                (ev["t"], 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                ha="right",
+                va="top",
+                rotation=90,
+            )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mV (raw)")
     ax.set_title(f"{title}: beats by class, alarms shaded")

@@ -73,15 +73,22 @@ _ZEROSHOT = ("beat_scale", "scale_window", "template", "template_window", "templ
 
 
 def _empty_batch(channels: int, length: int) -> BeatBatch:
-    return BeatBatch(np.zeros(0, np.int64), np.zeros((0, channels, length), np.float32),
-                     np.zeros((0, len(RR_FEATURES)), np.float32), np.zeros(0, np.int64))
+    return BeatBatch(
+        np.zeros(0, np.int64),
+        np.zeros((0, channels, length), np.float32),
+        np.zeros((0, len(RR_FEATURES)), np.float32),
+        np.zeros(0, np.int64),
+    )
 
 
 def _plain(node) -> dict:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(
-        vars(node) if not isinstance(node, dict) else node)
+    return (
+        OmegaConf.to_container(node, resolve=True)
+        if OmegaConf.is_config(node)
+        else dict(vars(node) if not isinstance(node, dict) else node)
+    )
 
 
 class BeatStream:
@@ -115,34 +122,49 @@ class BeatStream:
         Beats too close to the record start or end for a full window (as ``extract_beats``).
     """
 
-    def __init__(self, data_cfg, fs: float, n_leads: int = 1, margin_s: float = 4.0,
-                 detector: dict | None = None, block_s: float = 1.0,
-                 zeroshot: dict | None = None) -> None:
+    def __init__(
+        self,
+        data_cfg,
+        fs: float,
+        n_leads: int = 1,
+        margin_s: float = 4.0,
+        detector: dict | None = None,
+        block_s: float = 1.0,
+        zeroshot: dict | None = None,
+    ) -> None:
         b = data_cfg.beat
         if float(fs) != float(data_cfg.fs):
-            raise EcgError(f"fs: stream at {fs} Hz but the model expects {data_cfg.fs} Hz "
-                           "(the monitor does not resample a live stream)")
+            raise EcgError(
+                f"fs: stream at {fs} Hz but the model expects {data_cfg.fs} Hz "
+                "(the monitor does not resample a live stream)"
+            )
         if b.normalize not in NORMALIZE or b.normalize == "record":
-            raise EcgError(f"data.beat.normalize: '{b.normalize}' needs the whole record; the "
-                           "monitor supports none, beat_zscore and beat_minmax")
+            raise EcgError(
+                f"data.beat.normalize: '{b.normalize}' needs the whole record; the "
+                "monitor supports none, beat_zscore and beat_minmax"
+            )
         if margin_s < 0:
             raise EcgError(f"margin_s: must be >= 0 s, got {margin_s}")
         if len(data_cfg.leads) != n_leads:
-            raise EcgError(f"leads: the model takes {len(data_cfg.leads)} lead(s) "
-                           f"{list(data_cfg.leads)}, the stream has {n_leads}")
+            raise EcgError(
+                f"leads: the model takes {len(data_cfg.leads)} lead(s) "
+                f"{list(data_cfg.leads)}, the stream has {n_leads}"
+            )
         # Plain copies: OmegaConf attribute access costs ~50 us, far more than a beat's maths.
         self.beat = SimpleNamespace(**_plain(b))
         if zeroshot:
             zs = _plain(zeroshot)
             self.beat.__dict__.update({k: zs[k] for k in _ZEROSHOT if k in zs})
         self.fs, self.n_leads = float(fs), int(n_leads)
-        self.filter = StreamFilter(_plain(data_cfg.filter), self.fs, self.n_leads, block_s,
-                                   margin_s)
+        self.filter = StreamFilter(
+            _plain(data_cfg.filter), self.fs, self.n_leads, block_s, margin_s
+        )
         b = self.beat
         self.scale = getattr(b, "beat_scale", "none")
         if self.scale not in BEAT_SCALES:
-            raise EcgError(f"data.beat.beat_scale: unknown '{self.scale}' "
-                           f"({' | '.join(BEAT_SCALES)})")
+            raise EcgError(
+                f"data.beat.beat_scale: unknown '{self.scale}' ({' | '.join(BEAT_SCALES)})"
+            )
         self.scale_window = int(getattr(b, "scale_window", 60))
         self.template = template_mode(b)
         self.template_window = int(getattr(b, "template_window", 30))
@@ -176,8 +198,9 @@ class BeatStream:
         x = np.asarray(chunk, dtype=np.float32)
         x = x[:, None] if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[1] != self.n_leads:
-            raise EcgError(f"BeatStream.push: expected (n, {self.n_leads}) samples, got "
-                           f"{np.shape(chunk)}")
+            raise EcgError(
+                f"BeatStream.push: expected (n, {self.n_leads}) samples, got {np.shape(chunk)}"
+            )
         if x.shape[0] == 0:
             return _empty_batch(self.channels, self.beat.length)
         self._n += x.shape[0]
@@ -216,8 +239,11 @@ class BeatStream:
         centers = np.asarray(r[i0:i], dtype=np.int64)
         keep = (centers - self.before >= 0) & (centers + self.after <= self._n)
         self.dropped += int((~keep).sum())
-        out = (self._cut(idx[keep], centers[keep], final) if keep.any()
-               else _empty_batch(self.channels, self.beat.length))
+        out = (
+            self._cut(idx[keep], centers[keep], final)
+            if keep.any()
+            else _empty_batch(self.channels, self.beat.length)
+        )
         self._trim()
         return out
 
@@ -233,8 +259,9 @@ class BeatStream:
         b = self.beat
         lo = max(0, int(idx[0]) - max(b.rr_long, b.rr_local) - 2)
         hi = min(len(self.peaks), int(idx[-1]) + 2)
-        feats = rr_features(np.asarray(self.peaks[lo:hi], dtype=np.int64), self.fs,
-                            b.rr_local, b.rr_long)
+        feats = rr_features(
+            np.asarray(self.peaks[lo:hi], dtype=np.int64), self.fs, b.rr_local, b.rr_long
+        )
         return feats[idx - lo]
 
     def _cut(self, idx: np.ndarray, centers: np.ndarray, final: bool) -> BeatBatch:
@@ -249,8 +276,10 @@ class BeatStream:
         if self.scale == "std":
             x = unit_scale(x)
         elif self.scale == "running":
-            x, self._ptp = (running_scale(x, self.scale_window, history=self._ptp),
-                            np.concatenate([self._ptp, beat_ptp(x)])[-self.scale_window:])
+            x, self._ptp = (
+                running_scale(x, self.scale_window, history=self._ptp),
+                np.concatenate([self._ptp, beat_ptp(x)])[-self.scale_window :],
+            )
         ready = np.full(len(idx), self._n, dtype=np.int64)
         rr = self._rr(idx)
         return BeatBatch(centers, self._templated(x, rr), rr, ready)
@@ -263,7 +292,7 @@ class BeatStream:
         ok = rr[:, RR_FEATURES.index("pre_local")] >= self.beat.template_gate
         hist = self._history
         ref = running_median(x, self.template_window, ok, history=hist)
-        self._history = np.concatenate([hist, x[ok]])[-self.template_window:]
+        self._history = np.concatenate([hist, x[ok]])[-self.template_window :]
         diffs = (x - ref).astype(np.float32)
         return np.concatenate([x, diffs], axis=1) if self.template == "add" else diffs
 
@@ -330,10 +359,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def replay(signal: np.ndarray, fs: float, stream: BeatStream, classifier: Classifier,
-           chunk_s: float = 1.0, realtime: bool = False, alarms=None,
-           on_event: Callable[[dict], None] | None = None, quality=None,
-           quality_signal: np.ndarray | None = None) -> StreamResult:
+def replay(
+    signal: np.ndarray,
+    fs: float,
+    stream: BeatStream,
+    classifier: Classifier,
+    chunk_s: float = 1.0,
+    realtime: bool = False,
+    alarms=None,
+    on_event: Callable[[dict], None] | None = None,
+    quality=None,
+    quality_signal: np.ndarray | None = None,
+) -> StreamResult:
     """Feed ``signal`` to ``stream`` in chunks and classify the beats each chunk makes ready.
 
     Parameters
@@ -376,14 +413,17 @@ def replay(signal: np.ndarray, fs: float, stream: BeatStream, classifier: Classi
             if wait > 0:
                 time.sleep(wait)
         t0 = time.perf_counter()  # the chunk has arrived: its beats' data are available
-        chunk = x[s:s + step]
+        chunk = x[s : s + step]
         new: list[dict] = []
         if alarms is not None and not final:
             new += alarms.push_signal(chunk, s)
         batch = stream.flush() if final else stream.push(chunk)
         if quality is not None:
-            v = quality.flush() if final else quality.push(
-                chunk if quality_signal is None else quality_signal[s:s + step])
+            v = (
+                quality.flush()
+                if final
+                else quality.push(chunk if quality_signal is None else quality_signal[s : s + step])
+            )
             bad_seg.extend(v.unreadable.tolist())
         if len(batch):
             p = np.asarray(classifier(batch.x, batch.rr), dtype=np.float32)
@@ -394,22 +434,43 @@ def replay(signal: np.ndarray, fs: float, stream: BeatStream, classifier: Classi
             lat.append(np.full(len(batch), t1 - t0))
             held.extend(zip(batch.sample.tolist(), p))
         # beats leave once their segment is judged (all of them at once without a quality stage)
-        go = len(held) if quality is None or final else next(
-            (i for i, (r, _) in enumerate(held) if r // quality.seg >= len(bad_seg)), len(held))
+        go = (
+            len(held)
+            if quality is None or final
+            else next(
+                (i for i, (r, _) in enumerate(held) if r // quality.seg >= len(bad_seg)), len(held)
+            )
+        )
         if go:
             out, held = held[:go], held[go:]
             smp = np.asarray([r for r, _ in out], dtype=np.int64)
-            bad = (np.zeros(go, bool) if quality is None else
-                   np.asarray([bad_seg[min(r // quality.seg, len(bad_seg) - 1)] for r in
-                               smp.tolist()], dtype=bool))
+            bad = (
+                np.zeros(go, bool)
+                if quality is None
+                else np.asarray(
+                    [bad_seg[min(r // quality.seg, len(bad_seg) - 1)] for r in smp.tolist()],
+                    dtype=bool,
+                )
+            )
             unread.append(bad)
             if on_event is not None:
                 for (r, pr), u in zip(out, bad.tolist()):
-                    on_event({"type": "beat", "sample": r, "k": int(pr.argmax()),
-                              "p": float(pr.max()), **({"unreadable": True} if u else {})})
+                    on_event(
+                        {
+                            "type": "beat",
+                            "sample": r,
+                            "k": int(pr.argmax()),
+                            "p": float(pr.max()),
+                            **({"unreadable": True} if u else {}),
+                        }
+                    )
             if alarms is not None:
-                new += alarms.push_beats(smp, np.asarray([pr.argmax() for _, pr in out]),
-                                         stream.n_samples, unreadable=bad)
+                new += alarms.push_beats(
+                    smp,
+                    np.asarray([pr.argmax() for _, pr in out]),
+                    stream.n_samples,
+                    unreadable=bad,
+                )
         if alarms is not None and final:
             new += alarms.flush(stream.n_samples)
         if on_event is not None:
@@ -421,11 +482,19 @@ def replay(signal: np.ndarray, fs: float, stream: BeatStream, classifier: Classi
     seconds = time.perf_counter() - t_start
     cpu = time.process_time() - c_start
     k = probs[0].shape[1] if probs else 5
-    cat = (lambda v, d, shape: np.concatenate(v) if v else np.zeros(shape, d))
+    cat = lambda v, d, shape: np.concatenate(v) if v else np.zeros(shape, d)
     return StreamResult(
         peaks=np.asarray(stream.peaks, dtype=np.int64),
-        sample=cat(samples, np.int64, 0), probs=cat(probs, np.float32, (0, k)),
-        ready=cat(ready, np.int64, 0), latency_s=cat(lat, np.float64, 0), alarms=found,
-        seconds=seconds, cpu_seconds=cpu, duration_s=n / fs, dropped=stream.dropped,
-        unreadable=cat(unread, bool, 0), segments_unreadable=np.asarray(bad_seg, dtype=bool),
-        segment_samples=0 if quality is None else quality.seg)
+        sample=cat(samples, np.int64, 0),
+        probs=cat(probs, np.float32, (0, k)),
+        ready=cat(ready, np.int64, 0),
+        latency_s=cat(lat, np.float64, 0),
+        alarms=found,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        duration_s=n / fs,
+        dropped=stream.dropped,
+        unreadable=cat(unread, bool, 0),
+        segments_unreadable=np.asarray(bad_seg, dtype=bool),
+        segment_samples=0 if quality is None else quality.seg,
+    )

@@ -59,8 +59,10 @@ def resolve_noise_root(root: str | os.PathLike | None) -> Path:
     if root in (None, ""):
         root = os.environ.get(NSTDB_ENV)
     if not root:
-        raise EcgError(f"noise.root: not set (set {NSTDB_ENV} or noise.root to the folder "
-                       "holding the NSTDB noise records bw and ma)")
+        raise EcgError(
+            f"noise.root: not set (set {NSTDB_ENV} or noise.root to the folder "
+            "holding the NSTDB noise records bw and ma)"
+        )
     path = Path(root).expanduser().resolve()
     if not path.is_dir():
         raise EcgError(f"noise.root: {path} is not a directory (set {NSTDB_ENV} or noise.root)")
@@ -92,8 +94,14 @@ def read_noise(root: str | os.PathLike, name: str, fs: float | None = None) -> n
     return np.ascontiguousarray(sig, dtype=np.float32)
 
 
-def synth_em(n: int, fs: float, seed: int, band: tuple[float, float] = (0.5, 10.0),
-             burst_rate_s: float = 1 / 20, step_rate_s: float = 1 / 15) -> np.ndarray:
+def synth_em(
+    n: int,
+    fs: float,
+    seed: int,
+    band: tuple[float, float] = (0.5, 10.0),
+    burst_rate_s: float = 1 / 20,
+    step_rate_s: float = 1 / 15,
+) -> np.ndarray:
     """Synthetic electrode-motion noise, unit RMS, reproducible for a seed.
 
     The NSTDB ``em`` record is the hard one for QRS detectors because its energy sits in the
@@ -136,7 +144,7 @@ def synth_em(n: int, fs: float, seed: int, band: tuple[float, float] = (0.5, 10.
     for _ in range(rng.poisson(burst_rate_s * n / fs)):
         width = int(rng.uniform(0.5, 4.0) * fs)
         start = int(rng.integers(0, max(1, n - width)))
-        env[start:start + width] += rng.uniform(1.0, 5.0) * np.hanning(width)[: n - start]
+        env[start : start + width] += rng.uniform(1.0, 5.0) * np.hanning(width)[: n - start]
     jumps = np.zeros(n)
     k = rng.poisson(step_rate_s * n / fs)
     jumps[rng.integers(0, n, size=k)] = rng.normal(0.0, 2.0, size=k)
@@ -153,11 +161,17 @@ def trimmed_mean(values: np.ndarray) -> float:
     if v.size == 0:
         raise EcgError("trimmed_mean: no measurements")
     k = v.size // 20
-    return float(v[k:v.size - k].mean())
+    return float(v[k : v.size - k].mean())
 
 
-def qrs_size(x: np.ndarray, fs: float, ann_samples: np.ndarray, ann_symbols: np.ndarray,
-             n_max: int = SIGAMP_NMAX, half_window_s: float = 0.05) -> float:
+def qrs_size(
+    x: np.ndarray,
+    fs: float,
+    ann_samples: np.ndarray,
+    ann_symbols: np.ndarray,
+    n_max: int = SIGAMP_NMAX,
+    half_window_s: float = 0.05,
+) -> float:
     """Peak-to-peak QRS amplitude of one lead, as ``sigamp -a atr`` measures it.
 
     Parameters
@@ -215,13 +229,16 @@ def noise_gain(target_db: float, signal_pp: float, noise_rms: float) -> float:
     return float(10.0 ** (-target_db / 20.0) * np.sqrt(2.0) / 4.0 * signal_pp / noise_rms)
 
 
-def nst_mask(n: int, fs: float, clean_minutes: float = 5.0,
-             segment_minutes: float = 2.0) -> np.ndarray:
+def nst_mask(
+    n: int, fs: float, clean_minutes: float = 5.0, segment_minutes: float = 2.0
+) -> np.ndarray:
     """Boolean (n,) mask, True where nst adds noise: from ``clean_minutes`` on, alternately
     ``segment_minutes`` on and off (on first)."""
     if clean_minutes < 0 or segment_minutes <= 0:
-        raise EcgError(f"noise: clean_minutes={clean_minutes} must be >= 0 and "
-                       f"segment_minutes={segment_minutes} > 0")
+        raise EcgError(
+            f"noise: clean_minutes={clean_minutes} must be >= 0 and "
+            f"segment_minutes={segment_minutes} > 0"
+        )
     t0 = round(clean_minutes * 60 * fs)
     dt = round(segment_minutes * 60 * fs)
     i = np.arange(n)
@@ -257,8 +274,9 @@ def mix(x: np.ndarray, noise: np.ndarray, gain: float, mask: np.ndarray) -> np.n
     and is carried, constant, into the following clean segment.
     """
     if not (len(x) == len(noise) == len(mask)):
-        raise EcgError(f"mix: lengths differ (signal {len(x)}, noise {len(noise)}, "
-                       f"mask {len(mask)})")
+        raise EcgError(
+            f"mix: lengths differ (signal {len(x)}, noise {len(noise)}, mask {len(mask)})"
+        )
     g = gain * mask.astype(np.float64)
     dg = np.diff(g)
     switch = np.flatnonzero(dg) + 1  # first sample with the new gain
@@ -281,8 +299,9 @@ def masked_noise_size(x: np.ndarray, fs: float, mask: np.ndarray) -> float:
     return trimmed_mean(window_rms(x, fs)[inside])
 
 
-def added_snr(clean: np.ndarray, noisy: np.ndarray, fs: float, mask: np.ndarray,
-              signal_pp: float) -> float:
+def added_snr(
+    clean: np.ndarray, noisy: np.ndarray, fs: float, mask: np.ndarray, signal_pp: float
+) -> float:
     """SNR (nst's definition) of the noise actually added, measured where it is switched on.
 
     nst sizes the noise on the first 300 s of the noise record, where the protocol keeps it
@@ -293,8 +312,14 @@ def added_snr(clean: np.ndarray, noisy: np.ndarray, fs: float, mask: np.ndarray,
     return snr_db(signal_pp, masked_noise_size(diff, fs, mask))
 
 
-def noisy_record(rec: Record, streams: np.ndarray, target_db: float, mask: np.ndarray,
-                 signal_pp: np.ndarray, noise_rms: np.ndarray) -> Record:
+def noisy_record(
+    rec: Record,
+    streams: np.ndarray,
+    target_db: float,
+    mask: np.ndarray,
+    signal_pp: np.ndarray,
+    noise_rms: np.ndarray,
+) -> Record:
     """A copy of ``rec`` with noise mixed into every lead at ``target_db`` (nst).
 
     Parameters
@@ -323,10 +348,23 @@ def write_wfdb(rec: Record, directory: str | os.PathLike, name: str) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     n_leads = rec.signal.shape[1]
-    wfdb.wrsamp(name, fs=rec.fs, units=["mV"] * n_leads, sig_name=list(rec.leads),
-                p_signal=rec.signal.astype(np.float64), fmt=["16"] * n_leads,
-                adc_gain=[200.0] * n_leads, baseline=[0] * n_leads, write_dir=str(directory))
+    wfdb.wrsamp(
+        name,
+        fs=rec.fs,
+        units=["mV"] * n_leads,
+        sig_name=list(rec.leads),
+        p_signal=rec.signal.astype(np.float64),
+        fmt=["16"] * n_leads,
+        adc_gain=[200.0] * n_leads,
+        baseline=[0] * n_leads,
+        write_dir=str(directory),
+    )
     if len(rec.ann_samples):
-        wfdb.wrann(name, "atr", np.asarray(rec.ann_samples), symbol=list(rec.ann_symbols),
-                   write_dir=str(directory))
+        wfdb.wrann(
+            name,
+            "atr",
+            np.asarray(rec.ann_samples),
+            symbol=list(rec.ann_symbols),
+            write_dir=str(directory),
+        )
     return directory

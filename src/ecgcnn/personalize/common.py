@@ -15,8 +15,9 @@ from ecgcnn.personalize.patient_specific import view_data
 SHARED_GROUPS = ("data", "model", "split")
 
 
-def common_config(overrides, view: str, minutes: float, epochs: int,
-                  num_threads: int = 1) -> DictConfig:
+def common_config(
+    overrides, view: str, minutes: float, epochs: int, num_threads: int = 1
+) -> DictConfig:
     """The ``ecgcnn-train`` config of one view's common model.
 
     Parameters
@@ -30,16 +31,25 @@ def common_config(overrides, view: str, minutes: float, epochs: int,
     from ecgcnn.personalize.kit import compose_config
 
     ft = [o for o in overrides if o.split("=")[0].split(".")[0] in SHARED_GROUPS]
-    cfg = compose_config("train", [
-        "split=patient_specific", "train_on=all", "trainer.progress=false",
-        f"trainer.num_threads={num_threads}", f"trainer.max_epochs={epochs}",
-        f"split.minutes={minutes}", *ft])
+    cfg = compose_config(
+        "train",
+        [
+            "split=patient_specific",
+            "train_on=all",
+            "trainer.progress=false",
+            f"trainer.num_threads={num_threads}",
+            f"trainer.max_epochs={epochs}",
+            f"split.minutes={minutes}",
+            *ft,
+        ],
+    )
     cfg.data = view_data(cfg.data, view)
     return cfg
 
 
-def train_common(cfg: DictConfig, view: str, beats: dict[str, BeatSet], prepared: str,
-                 out_dir: Path) -> Path:
+def train_common(
+    cfg: DictConfig, view: str, beats: dict[str, BeatSet], prepared: str, out_dir: Path
+) -> Path:
     """Train one view's common model on ``cfg.split``'s common set + first minutes.
 
     Parameters

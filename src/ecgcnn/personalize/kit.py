@@ -154,34 +154,63 @@ def build_kit(cfg, log=print) -> Path:
     views = [str(v) for v in ps.views]
     prepared = prepared_template(views)
     records = sorted(set(map(str, ps.split.records)) | set(map(str, ps.split.common_records)))
-    beats = load_beats(view_data(ps.data, prepared), records=records,
-                       workers=int(cfg.workers)).beats
+    beats = load_beats(
+        view_data(ps.data, prepared), records=records, workers=int(cfg.workers)
+    ).beats
     split = ps.split
-    common = draw_common_set(beats, list(map(str, split.common_records)),
-                             dict(split.common_counts), int(split.common_seed))
-    log(f"kit: {len(records)} reference records prepared, common set {common.counts()} "
-        f"({time.perf_counter() - t0:.1f} s)")
+    common = draw_common_set(
+        beats,
+        list(map(str, split.common_records)),
+        dict(split.common_counts),
+        int(split.common_seed),
+    )
+    log(
+        f"kit: {len(records)} reference records prepared, common set {common.counts()} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     out.mkdir(parents=True, exist_ok=True)
     t1 = time.perf_counter()
     names = [f"common_{v}" for v in views]
-    jobs = [(ps_over, v, beats, prepared, str(out / f".train_{n}"), float(split.minutes),
-             int(cfg.common_epochs)) for v, n in zip(views, names)]
+    jobs = [
+        (
+            ps_over,
+            v,
+            beats,
+            prepared,
+            str(out / f".train_{n}"),
+            float(split.minutes),
+            int(cfg.common_epochs),
+        )
+        for v, n in zip(views, names)
+    ]
     # one process per view (each seeds torch's global RNG: threads would race on it)
     paths = Parallel(n_jobs=min(len(jobs), max(1, int(cfg.workers))))(
-        delayed(_train_common_job)(j) for j in jobs)
+        delayed(_train_common_job)(j) for j in jobs
+    )
     for path, n in zip(paths, names):
         shutil.move(path, out / f"{n}.pt")
         shutil.rmtree(out / f".train_{n}")
     log(f"kit: common models {views} trained in {time.perf_counter() - t1:.1f} s")
-    write_npz_atomic(out / "common_beats.npz", **{f.name: getattr(common, f.name)
-                                                   for f in fields(BeatSet)})
+    write_npz_atomic(
+        out / "common_beats.npz", **{f.name: getattr(common, f.name) for f in fields(BeatSet)}
+    )
     lib_records = [str(r) for r in zs.library_records]
     zbeats = load_beats(zs.data, records=lib_records, workers=int(cfg.workers)).beats
     a = zs.abs
-    lib = build_library(zbeats, lib_records, None, int(a.taps), float(a.ridge),
-                        int(a.per_patient), int(zs.seed), tuple(a.classes), float(a.max_residual))
-    write_npz_atomic(out / "abs_library.npz", **{f.name: getattr(lib, f.name)
-                                                  for f in fields(FilterLibrary)})
+    lib = build_library(
+        zbeats,
+        lib_records,
+        None,
+        int(a.taps),
+        float(a.ridge),
+        int(a.per_patient),
+        int(zs.seed),
+        tuple(a.classes),
+        float(a.max_residual),
+    )
+    write_npz_atomic(
+        out / "abs_library.npz", **{f.name: getattr(lib, f.name) for f in fields(FilterLibrary)}
+    )
     files = ["common_beats.npz", "abs_library.npz", *[f"{n}.pt" for n in names]]
     from ecgcnn.models.shipped import default_checkpoint
     from ecgcnn.training.checkpoint import load_checkpoint
@@ -191,18 +220,28 @@ def build_kit(cfg, log=print) -> Path:
     shutil.copyfile(src, out / "generic.pt")
     files.append("generic.pt")
     manifest = {
-        "ecgcnn_version": ecgcnn_version(), "kit_format": KIT_FORMAT,
+        "ecgcnn_version": ecgcnn_version(),
+        "kit_format": KIT_FORMAT,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fs": float(ps.data.fs), "leads": [str(x) for x in ps.data.leads],
-        "views": views, "prepared": prepared,
+        "fs": float(ps.data.fs),
+        "leads": [str(x) for x in ps.data.leads],
+        "views": views,
+        "prepared": prepared,
         "common_models": [f"{n}.pt" for n in names],
-        "generic": "generic.pt", "generic_source": str(cfg.generic or "shipped"),
-        "records": {"reference": records, "common": [str(r) for r in split.common_records],
-                    "library": lib_records},
-        "library_filters": lib.counts(), "common_counts": common.counts(),
+        "generic": "generic.pt",
+        "generic_source": str(cfg.generic or "shipped"),
+        "records": {
+            "reference": records,
+            "common": [str(r) for r in split.common_records],
+            "library": lib_records,
+        },
+        "library_filters": lib.counts(),
+        "common_counts": common.counts(),
         "common_epochs": int(cfg.common_epochs),
-        "settings": {"patient_specific": OmegaConf.to_container(ps, resolve=True),
-                     "zero_shot": OmegaConf.to_container(zs, resolve=True)},
+        "settings": {
+            "patient_specific": OmegaConf.to_container(ps, resolve=True),
+            "zero_shot": OmegaConf.to_container(zs, resolve=True),
+        },
         "sha256": {f: sha256(out / f) for f in files},
     }
     write_json(out / MANIFEST, manifest)  # written last: a kit without it is unfinished
@@ -232,10 +271,12 @@ def load_kit(path) -> Kit:
         raise EcgError(f"{man_path}: kit manifest does not parse ({exc})") from None
     if not isinstance(man, dict) or man.get("kit_format") != KIT_FORMAT:
         got = man.get("kit_format") if isinstance(man, dict) else None
-        raise EcgError(f"{man_path}: kit format {got} (built by ecgcnn "
-                       f"{man.get('ecgcnn_version', '?') if isinstance(man, dict) else '?'}), "
-                       f"this ecgcnn {ecgcnn_version()} reads format {KIT_FORMAT}; rebuild it "
-                       "with ecgcnn-kit")
+        raise EcgError(
+            f"{man_path}: kit format {got} (built by ecgcnn "
+            f"{man.get('ecgcnn_version', '?') if isinstance(man, dict) else '?'}), "
+            f"this ecgcnn {ecgcnn_version()} reads format {KIT_FORMAT}; rebuild it "
+            "with ecgcnn-kit"
+        )
     for name, digest in (man.get("sha256") or {}).items():
         f = root / name
         if not f.is_file():

@@ -51,8 +51,10 @@ def init_paths(cfg: DictConfig) -> list[str | None]:
     views, init = list(cfg.views), cfg.init_from
     if init is None or isinstance(init, str):
         if init is not None and len(views) > 1:
-            raise EcgError(f"init_from: one checkpoint for {len(views)} views {views}; give a "
-                           f"list with one common model per view, e.g. init_from=[a.pt,b.pt]")
+            raise EcgError(
+                f"init_from: one checkpoint for {len(views)} views {views}; give a "
+                f"list with one common model per view, e.g. init_from=[a.pt,b.pt]"
+            )
         return [init] * len(views)
     init = [str(p) for p in init]
     if len(init) != len(views):
@@ -60,15 +62,18 @@ def init_paths(cfg: DictConfig) -> list[str | None]:
     return init
 
 
-def _init_model(cfg: DictConfig, init_from: str | None, view: str, in_ch: int,
-                length: int) -> torch.nn.Module:
+def _init_model(
+    cfg: DictConfig, init_from: str | None, view: str, in_ch: int, length: int
+) -> torch.nn.Module:
     if init_from:
         model, ck = load_model(init_from)
         trained_on = ((ck.get("data") or {}).get("beat") or {}).get("template", "none")
         if trained_on != view or model.in_channels != in_ch:
-            raise EcgError(f"init_from: {init_from} was trained on '{trained_on}' input "
-                           f"({model.in_channels} channels), view '{view}' has {in_ch} channels "
-                           f"(one common model per view, in the order of views)")
+            raise EcgError(
+                f"init_from: {init_from} was trained on '{trained_on}' input "
+                f"({model.in_channels} channels), view '{view}' has {in_ch} channels "
+                f"(one common model per view, in the order of views)"
+            )
         if cfg.freeze_conv:
             for p in model.features.parameters():
                 p.requires_grad_(False)
@@ -119,8 +124,11 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
         return done  # a rerun of a killed multirun: this patient had finished
     data_cfg = view_data(cfg.data, prepared)
     if beats is None:
-        needed = sorted(set(cfg.split.common_records) | {rec}
-                        | (set(cfg.split.records) if cfg.synth.n_per_class > 0 else set()))
+        needed = sorted(
+            set(cfg.split.common_records)
+            | {rec}
+            | (set(cfg.split.records) if cfg.synth.n_per_class > 0 else set())
+        )
         beats = load_beats(data_cfg, records=needed).beats
     sub = {r: beats[r] for r in set(cfg.split.common_records) | {rec} if r in beats}
     if cfg.train_peaks == "detector":
@@ -134,17 +142,21 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     want = plain * (2 if prepared == "add" else 1)
     got = {r: b.x.shape[1] for r, b in sub.items() if b.x.shape[1] != want}
     if got:
-        raise EcgError(f"views {views}: beats of records {sorted(got)} have {set(got.values())} "
-                       f"channels, expected {want} (prepare them with "
-                       f"data.beat.template={prepared})")
+        raise EcgError(
+            f"views {views}: beats of records {sorted(got)} have {set(got.values())} "
+            f"channels, expected {want} (prepare them with "
+            f"data.beat.template={prepared})"
+        )
     split = OmegaConf.merge(cfg.split, {"records": [rec]})
     common, patients = patient_specific(sub, split, cfg.data.fs)
     patient = patients[rec]
     train_all = patient_train_set(common, patient)
     if cfg.synth.n_per_class > 0:
         if prepared != "none":
-            raise EcgError("synth.n_per_class: synthetic beats have no running template; "
-                           "use them with views=[none]")
+            raise EcgError(
+                "synth.n_per_class: synthetic beats have no running template; "
+                "use them with views=[none]"
+            )
         train_all = BeatSet.concat([train_all, synthetic_beats(cfg, beats, rec, patient.own_train)])
     out_dir = Path(out_dir)
     by_view, n_params = train_views(cfg, train_all, patient.test, rec, out_dir, prepared, inits)
@@ -152,30 +164,52 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
     proba = sum(by_view.values()) / n_models
     pred = proba.argmax(1)
     # per-beat probabilities, for operating points other than the argmax (summary's prior sweep)
-    write_npz_atomic(out_dir / "scores.npz", y=patient.test.y, sample=patient.test.sample,
-                     proba=proba.astype(np.float32),
-                     **{f"proba_{v}": (p / cfg.ensemble).astype(np.float32)
-                        for v, p in by_view.items()})
+    write_npz_atomic(
+        out_dir / "scores.npz",
+        y=patient.test.y,
+        sample=patient.test.sample,
+        proba=proba.astype(np.float32),
+        **{f"proba_{v}": (p / cfg.ensemble).astype(np.float32) for v, p in by_view.items()},
+    )
     metrics = score(patient.test.y, pred, records=patient.test.record)
-    metrics.update({
-        "record": rec, "split": "patient_specific", "minutes": float(cfg.split.minutes),
-        "train_counts": train_all.counts(), "test_counts": patient.test.counts(),
-        "parameters": n_params, "ensemble": int(cfg.ensemble), "views": views,
-        # each view's models alone, to see what the combination adds
-        "view_confusion": {v: score(patient.test.y, p.argmax(1))["confusion"]
-                           for v, p in by_view.items()},
-        "seconds": round(time.perf_counter() - t0, 3),
-    })
+    metrics.update(
+        {
+            "record": rec,
+            "split": "patient_specific",
+            "minutes": float(cfg.split.minutes),
+            "train_counts": train_all.counts(),
+            "test_counts": patient.test.counts(),
+            "parameters": n_params,
+            "ensemble": int(cfg.ensemble),
+            "views": views,
+            # each view's models alone, to see what the combination adds
+            "view_confusion": {
+                v: score(patient.test.y, p.argmax(1))["confusion"] for v, p in by_view.items()
+            },
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
     if cfg.report:
-        write_report(metrics, out_dir, title=f"Patient {rec}: patient-specific CNN",
-                     published=published_for("patient_specific"))
+        write_report(
+            metrics,
+            out_dir,
+            title=f"Patient {rec}: patient-specific CNN",
+            published=published_for("patient_specific"),
+        )
     else:
         write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 
-def train_views(cfg: DictConfig, train_all: BeatSet, test: BeatSet, rec: str, out_dir: Path,
-                prepared: str, inits: list[str | None]) -> tuple[dict[str, np.ndarray], int]:
+def train_views(
+    cfg: DictConfig,
+    train_all: BeatSet,
+    test: BeatSet,
+    rec: str,
+    out_dir: Path,
+    prepared: str,
+    inits: list[str | None],
+) -> tuple[dict[str, np.ndarray], int]:
     """Train a patient's models, ``cfg.ensemble`` per view of ``cfg.views``, save each one
     (``model_file``) with its data settings, and give each view's summed class probabilities
     on ``test``.
@@ -201,6 +235,7 @@ def train_views(cfg: DictConfig, train_all: BeatSet, test: BeatSet, rec: str, ou
     out_dir = Path(out_dir)
     n_params, by_view = 0, {}
     for view, init in zip(views, inits):
+
         def cut(b, v=view):
             return None if b is None else select_view(b, prepared, v, plain)
 
@@ -212,18 +247,27 @@ def train_views(cfg: DictConfig, train_all: BeatSet, test: BeatSet, rec: str, ou
             fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
             by_view[view] = predict(model, te, device) + by_view.get(view, 0)
             n_params += sum(q.numel() for q in model.parameters())
-            save_checkpoint({
-                "model": model.state_dict(), "model_args": model.model_args,
-                "classes": list(CLASSES), "epoch": -1, "best_metric": float("nan"),
-                "record": rec, "view": view, "config": OmegaConf.to_container(cfg, resolve=True),
-                "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
-                "rr_features": list(RR_FEATURES),
-            }, out_dir / model_file(view, k, cfg.ensemble))
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "model_args": model.model_args,
+                    "classes": list(CLASSES),
+                    "epoch": -1,
+                    "best_metric": float("nan"),
+                    "record": rec,
+                    "view": view,
+                    "config": OmegaConf.to_container(cfg, resolve=True),
+                    "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
+                    "rr_features": list(RR_FEATURES),
+                },
+                out_dir / model_file(view, k, cfg.ensemble),
+            )
     return by_view, n_params
 
 
-def synthetic_beats(cfg: DictConfig, beats: dict[str, BeatSet], rec: str,
-                    own_train: BeatSet) -> BeatSet:
+def synthetic_beats(
+    cfg: DictConfig, beats: dict[str, BeatSet], rec: str, own_train: BeatSet
+) -> BeatSet:
     """Abnormal beats synthesized for patient ``rec`` (Sci Rep 2017's ABS filters as data
     augmentation): filters fitted on the *other* patients of the split, on their first
     ``split.minutes`` only (beats that are training data under this protocol), applied to the
@@ -232,19 +276,40 @@ def synthetic_beats(cfg: DictConfig, beats: dict[str, BeatSet], rec: str,
     from ecgcnn.synthesis.abs_filters import build_library, synthesize
 
     boundary = boundary_sample(cfg.split.minutes, cfg.data.fs)
-    lib_beats = {r: beats[r].subset(beats[r].sample < boundary)
-                 for r in map(str, cfg.split.records) if r != rec and r in beats}
+    lib_beats = {
+        r: beats[r].subset(beats[r].sample < boundary)
+        for r in map(str, cfg.split.records)
+        if r != rec and r in beats
+    }
     a, s = cfg.abs, cfg.synth
-    lib = build_library(lib_beats, sorted(lib_beats), rec, int(a.taps), float(a.ridge),
-                        int(a.per_patient), int(cfg.trainer.seed), tuple(a.classes),
-                        float(a.max_residual))
+    lib = build_library(
+        lib_beats,
+        sorted(lib_beats),
+        rec,
+        int(a.taps),
+        float(a.ridge),
+        int(a.per_patient),
+        int(cfg.trainer.seed),
+        tuple(a.classes),
+        float(a.max_residual),
+    )
     normals = own_train.subset(own_train.y == CLASSES.index("N"))
     if len(normals) == 0:
-        raise EcgError(f"synth.n_per_class: patient {rec} has no N beat in the first "
-                       f"{cfg.split.minutes:g} min to synthesize from")
-    return synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes},
-                      int(cfg.trainer.seed), float(s.from_average), float(s.scale),
-                      float(s.noise), int(s.shift), str(s.rr_mode))
+        raise EcgError(
+            f"synth.n_per_class: patient {rec} has no N beat in the first "
+            f"{cfg.split.minutes:g} min to synthesize from"
+        )
+    return synthesize(
+        normals,
+        lib,
+        {c: int(s.n_per_class) for c in a.classes},
+        int(cfg.trainer.seed),
+        float(s.from_average),
+        float(s.scale),
+        float(s.noise),
+        int(s.shift),
+        str(s.rr_mode),
+    )
 
 
 def _finished(out_dir: Path, cfg: DictConfig) -> dict | None:

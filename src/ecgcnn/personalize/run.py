@@ -39,8 +39,14 @@ def read_patient(cfg, leads) -> Record:
     """The record of ``cfg.record`` with the kit's ``leads`` (or ``cfg.lead``) at its own rate."""
     from ecgcnn.data.records import load_record
 
-    rec = load_record(cfg.record, leads=list(leads), lead=cfg.lead, fs=cfg.fs,
-                      labels=cfg.labels, annotator=cfg.reference_annotator)
+    rec = load_record(
+        cfg.record,
+        leads=list(leads),
+        lead=cfg.lead,
+        fs=cfg.fs,
+        labels=cfg.labels,
+        annotator=cfg.reference_annotator,
+    )
     rec.name = record_name(cfg.record)
     return rec
 
@@ -55,8 +61,9 @@ def detected_as_normal(rec: Record) -> Record:
 
     peaks = detect(rec.signal[:, 0], rec.fs)
     if len(peaks) < 2:
-        raise EcgError(f"{rec.name}: the QRS detector found {len(peaks)} beats, nothing to "
-                       "personalize on")
+        raise EcgError(
+            f"{rec.name}: the QRS detector found {len(peaks)} beats, nothing to personalize on"
+        )
     return replace(rec, ann_samples=peaks, ann_symbols=np.full(len(peaks), "N", dtype="<U2"))
 
 
@@ -87,8 +94,9 @@ def _patient_specific(kit: Kit, cfg, beats: BeatSet, name: str, out_dir: Path):
     if len(own) == 0:
         raise EcgError(f"{cfg.record}: no labelled beat in the first {cfg.minutes:g} min")
     train_all = BeatSet.concat([common, own])
-    by_view, _ = train_views(ps, train_all, beats, name, out_dir, kit.prepared,
-                             [str(p) for p in kit.common_models])
+    by_view, _ = train_views(
+        ps, train_all, beats, name, out_dir, kit.prepared, [str(p) for p in kit.common_models]
+    )
     proba = sum(by_view.values()) / (len(by_view) * int(ps.ensemble))
     scored = (beats.sample >= boundary) & ~in_common
     return proba.argmax(1), scored, {"train_counts": train_all.counts()}
@@ -104,19 +112,30 @@ def _zero_shot(kit: Kit, cfg, beats: BeatSet, name: str, out_dir: Path):
     # labelled N beats; without, every detected beat of the first minutes taken as normal
     normals = beats.subset(early & (beats.y == CLASSES.index("N")))
     if len(normals) < 2:
-        raise EcgError(f"{cfg.record}: fewer than 2 normal beats in the first {cfg.minutes:g} "
-                       "min, nothing to personalize on")
+        raise EcgError(
+            f"{cfg.record}: fewer than 2 normal beats in the first {cfg.minutes:g} "
+            "min, nothing to personalize on"
+        )
     lib = person_library(zs, {}, name, kit.library)
     fitted = fit_person(zs, normals, lib, name, beats, out_dir, save_model=True)
     flagged = fitted["p_abnormal"] > fitted["threshold"]
     # a flagged beat is written as the likelier of S and V (nsv labels), else N
-    sv = np.where(fitted["p_sv"][:, 0] >= fitted["p_sv"][:, 1], CLASSES.index("S"),
-                  CLASSES.index("V"))
+    sv = np.where(
+        fitted["p_sv"][:, 0] >= fitted["p_sv"][:, 1], CLASSES.index("S"), CLASSES.index("V")
+    )
     pred = np.where(flagged, sv, CLASSES.index("N"))
-    return pred, ~early, {"threshold": fitted["threshold"], "normal_beats": len(normals),
-                          "library_filters": lib.counts(), "flagged": flagged,
-                          "library_records": sorted(set(lib.record.tolist())),
-                          "synthetic": fitted["synth"].counts()}
+    return (
+        pred,
+        ~early,
+        {
+            "threshold": fitted["threshold"],
+            "normal_beats": len(normals),
+            "library_filters": lib.counts(),
+            "flagged": flagged,
+            "library_records": sorted(set(lib.record.tolist())),
+            "synthetic": fitted["synth"].counts(),
+        },
+    )
 
 
 def personalize_record(cfg, out_dir) -> dict:
@@ -154,26 +173,40 @@ def personalize_record(cfg, out_dir) -> dict:
     labelled = has_labels(rec)
     if not labelled:
         if cfg.mode == "patient_specific":
-            raise EcgError(f"{cfg.record}: no beat labels; patient_specific trains on the "
-                           f"labelled beats of the first {cfg.minutes:g} min (give labels=FILE"
-                           ".csv, or use mode=zero_shot)")
+            raise EcgError(
+                f"{cfg.record}: no beat labels; patient_specific trains on the "
+                f"labelled beats of the first {cfg.minutes:g} min (give labels=FILE"
+                ".csv, or use mode=zero_shot)"
+            )
         rec = detected_as_normal(rec)
     beats, own_samples = beats_at_kit_rate(rec, data_cfg)
     if rec.n_samples / rec.fs <= cfg.minutes * 60:
-        raise EcgError(f"{cfg.record}: {rec.n_samples / rec.fs / 60:.1f} min long, nothing left "
-                       f"after the first {cfg.minutes:g} min (minutes=)")
+        raise EcgError(
+            f"{cfg.record}: {rec.n_samples / rec.fs / 60:.1f} min long, nothing left "
+            f"after the first {cfg.minutes:g} min (minutes=)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.mode == "patient_specific":
         pred, scored, info = _patient_specific(kit, cfg, beats, rec.name, out_dir)
     else:
         pred, scored, info = _zero_shot(kit, cfg, beats, rec.name, out_dir)
-    ann = write_annotations(out_dir, rec.name, own_samples, class_symbols(pred), rec.fs,
-                            annotator=cfg.annotator)
-    result = {"record": rec.name, "path": str(cfg.record), "mode": cfg.mode, "fs": rec.fs,
-              "kit": str(kit.root), "kit_fs": kit.fs, "lead": rec.leads[0],
-              "minutes": float(cfg.minutes), "beats": len(beats),
-              "annotations": str(ann), "labelled": labelled}
+    ann = write_annotations(
+        out_dir, rec.name, own_samples, class_symbols(pred), rec.fs, annotator=cfg.annotator
+    )
+    result = {
+        "record": rec.name,
+        "path": str(cfg.record),
+        "mode": cfg.mode,
+        "fs": rec.fs,
+        "kit": str(kit.root),
+        "kit_fs": kit.fs,
+        "lead": rec.leads[0],
+        "minutes": float(cfg.minutes),
+        "beats": len(beats),
+        "annotations": str(ann),
+        "labelled": labelled,
+    }
     if labelled:
         result.update(_score(cfg, kit, beats, pred, scored, rec, info))
     result["seconds"] = round(time.perf_counter() - t0, 2)
@@ -196,31 +229,51 @@ def _score(cfg, kit, beats, pred, scored, rec, info) -> dict:
     counts = binary_counts(y, flagged)
     hours = max(0.0, rec.n_samples / rec.fs - cfg.minutes * 60.0) / 3600.0
     zs = kit.zero_shot
-    return {"binary": {**counts, **binary_rates(counts)},
-            "alarm": alarm_stats(test, flagged, kit.fs, hours, float(zs.alarm_refractory_s)),
-            "test_counts": test.counts(),
-            "train": {k: v for k, v in info.items() if k != "flagged"}}
+    return {
+        "binary": {**counts, **binary_rates(counts)},
+        "alarm": alarm_stats(test, flagged, kit.fs, hours, float(zs.alarm_refractory_s)),
+        "test_counts": test.counts(),
+        "train": {k: v for k, v in info.items() if k != "flagged"},
+    }
 
 
 def _write_outputs(cfg, metrics: dict, out_dir: Path) -> None:
     if cfg.mode == "patient_specific" and cfg.report:
         from ecgcnn.evaluation.report import published_for, write_report
 
-        write_report(metrics, out_dir, title=f"Patient {metrics['record']}: patient-specific "
-                     "CNN from a reference kit", published=published_for("patient_specific"),
-                     notes=[(f"record {metrics['path']} ({metrics['fs']:g} Hz, lead "
-                            f"{metrics['lead']}), kit {metrics['kit']}; scored on the beats "
-                            f"after the first {metrics['minutes']:g} min")])
+        write_report(
+            metrics,
+            out_dir,
+            title=f"Patient {metrics['record']}: patient-specific CNN from a reference kit",
+            published=published_for("patient_specific"),
+            notes=[
+                (
+                    f"record {metrics['path']} ({metrics['fs']:g} Hz, lead "
+                    f"{metrics['lead']}), kit {metrics['kit']}; scored on the beats "
+                    f"after the first {metrics['minutes']:g} min"
+                )
+            ],
+        )
         return
     write_json(out_dir / "metrics.json", metrics)
     if cfg.report:
         b = metrics["binary"]
-        lines = [f"# Record {metrics['record']}: zero-shot personal CNN", "",
-                 (f"{metrics['path']} ({metrics['fs']:g} Hz, lead {metrics['lead']}), kit "
-                 f"{metrics['kit']}; {metrics['beats']} beats, scored after the first "
-                 f"{metrics['minutes']:g} min."), "",
-                 "| Se | Spe | +P | F1 | false alarms/h |", "|---|---|---|---|---|",
-                 "| " + " | ".join("-" if b[k] is None else f"{100 * b[k]:.1f}"
-                                   for k in ("Se", "Spe", "PPV", "F1"))
-                 + f" | {metrics['alarm']['false_alarms_per_hour'] or 0:.1f} |", ""]
+        lines = [
+            f"# Record {metrics['record']}: zero-shot personal CNN",
+            "",
+            (
+                f"{metrics['path']} ({metrics['fs']:g} Hz, lead {metrics['lead']}), kit "
+                f"{metrics['kit']}; {metrics['beats']} beats, scored after the first "
+                f"{metrics['minutes']:g} min."
+            ),
+            "",
+            "| Se | Spe | +P | F1 | false alarms/h |",
+            "|---|---|---|---|---|",
+            "| "
+            + " | ".join(
+                "-" if b[k] is None else f"{100 * b[k]:.1f}" for k in ("Se", "Spe", "PPV", "F1")
+            )
+            + f" | {metrics['alarm']['false_alarms_per_hour'] or 0:.1f} |",
+            "",
+        ]
         (out_dir / "report.md").write_text("\n".join(lines))

@@ -39,8 +39,15 @@ from ecgcnn.training.loop import fit, predict, seed_everything, select_device, v
 
 #: The ZeroShotConfig fields that say how a zero-shot model's input is made beyond ``data``
 #: (saved in its checkpoint under "zeroshot", so the monitor can rebuild the same input).
-INPUT_FIELDS = ("beat_scale", "scale_window", "template_window", "template_gate", "rr_drop",
-                "labels", "threshold")
+INPUT_FIELDS = (
+    "beat_scale",
+    "scale_window",
+    "template_window",
+    "template_gate",
+    "rr_drop",
+    "labels",
+    "threshold",
+)
 
 
 def check_person(cfg, record: str | None) -> str:
@@ -53,9 +60,15 @@ def check_person(cfg, record: str | None) -> str:
     return str(record)
 
 
-def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | None = None,
-                save_model: bool = False, library: FilterLibrary | None = None,
-                hours: float | None = None) -> dict:
+def run_patient(
+    cfg,
+    beats: dict[str, BeatSet],
+    record: str,
+    out_dir: Path | None = None,
+    save_model: bool = False,
+    library: FilterLibrary | None = None,
+    hours: float | None = None,
+) -> dict:
     """Build the leave-one-out library, synthesize, train and test one person.
 
     Parameters
@@ -89,17 +102,26 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
     res = runs[0]
     metrics = {
         "record": record,
-        "train": {"normal_beats": len(normals), "synthetic": synth.counts(),
-                  "library_filters": lib.counts(),
-                  "library_records": sorted(set(lib.record.tolist())),
-                  "library_median_residual": float(np.median(lib.residual)),
-                  "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
-                  "ensemble": len(runs), "views": fitted["views"],
-                  "seconds": round(sum(r.seconds for r in runs), 2),
-                  "threshold": float(threshold), "val_normal_beats": fitted["val_normal_beats"]},
-        "test": {"beats": len(test), "counts": test.counts(),
-                 "F_flagged": int((flagged & (test.y == F)).sum()),
-                 "Q_flagged": int((flagged & (test.y == Q)).sum())},
+        "train": {
+            "normal_beats": len(normals),
+            "synthetic": synth.counts(),
+            "library_filters": lib.counts(),
+            "library_records": sorted(set(lib.record.tolist())),
+            "library_median_residual": float(np.median(lib.residual)),
+            "epochs_run": res.epochs_run,
+            "best_epoch": res.best_epoch,
+            "ensemble": len(runs),
+            "views": fitted["views"],
+            "seconds": round(sum(r.seconds for r in runs), 2),
+            "threshold": float(threshold),
+            "val_normal_beats": fitted["val_normal_beats"],
+        },
+        "test": {
+            "beats": len(test),
+            "counts": test.counts(),
+            "F_flagged": int((flagged & (test.y == F)).sum()),
+            "Q_flagged": int((flagged & (test.y == Q)).sum()),
+        },
         "binary": {**counts, **binary_rates(counts)},
         "alarm": alarm_stats(test, flagged, fs, hours, cfg.alarm_refractory_s),
     }
@@ -107,29 +129,51 @@ def run_patient(cfg, beats: dict[str, BeatSet], record: str, out_dir: Path | Non
         out_dir = Path(out_dir)
         write_json(out_dir / "metrics.json", metrics)
         # per-beat scores, to redraw the operating point (threshold) without retraining
-        np.savez_compressed(out_dir / "scores.npz", sample=test.sample, y=test.y, p_abnormal=p_abn,
-                            **{f"p_view_{v}": p for v, p in fitted["p_views"].items()})
+        np.savez_compressed(
+            out_dir / "scores.npz",
+            sample=test.sample,
+            y=test.y,
+            p_abnormal=p_abn,
+            **{f"p_view_{v}": p for v, p in fitted["p_views"].items()},
+        )
         if cfg.figures:
             beats_figure(normals, synth, test, record).savefig(out_dir / "beats.png", dpi=90)
     return metrics
 
 
-def person_library(cfg, beats: dict[str, BeatSet], record: str,
-                   library: FilterLibrary | None = None) -> FilterLibrary:
+def person_library(
+    cfg, beats: dict[str, BeatSet], record: str, library: FilterLibrary | None = None
+) -> FilterLibrary:
     """The person's leave-one-out ABS library: fitted on ``cfg.library_records`` minus the
     person, or ``library`` (prebuilt, e.g. a kit's) without the person's own filters."""
     if library is None:
         a = cfg.abs
-        return build_library(beats, list(cfg.library_records), record, a.taps, a.ridge,
-                             a.per_patient, cfg.seed, tuple(a.classes), a.max_residual)
+        return build_library(
+            beats,
+            list(cfg.library_records),
+            record,
+            a.taps,
+            a.ridge,
+            a.per_patient,
+            cfg.seed,
+            tuple(a.classes),
+            a.max_residual,
+        )
     lib = library.subset(library.record != record)
     if not len(lib):
         raise EcgError(f"ABS library: no filter from a record other than {record}")
     return lib
 
 
-def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: BeatSet,
-               out_dir: Path | None = None, save_model: bool = False) -> dict:
+def fit_person(
+    cfg,
+    normals: BeatSet,
+    lib: FilterLibrary,
+    record: str,
+    test: BeatSet,
+    out_dir: Path | None = None,
+    save_model: bool = False,
+) -> dict:
     """Synthesize the person's abnormal beats, train their models (every view x ensemble) and
     score ``test``.
 
@@ -152,8 +196,17 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
     fs = float(cfg.data.fs)
     boundary = boundary_sample(cfg.minutes, fs)
     s, a = cfg.synth, cfg.abs
-    synth = synthesize(normals, lib, {c: int(s.n_per_class) for c in a.classes}, cfg.seed,
-                       s.from_average, s.scale, s.noise, s.shift, s.rr_mode)
+    synth = synthesize(
+        normals,
+        lib,
+        {c: int(s.n_per_class) for c in a.classes},
+        cfg.seed,
+        s.from_average,
+        s.scale,
+        s.noise,
+        s.shift,
+        s.rr_mode,
+    )
     train = BeatSet.concat([normals, synth])
     check_training_set(train, record, boundary, lib)
     if cfg.labels == "binary":
@@ -184,13 +237,20 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
     for view in views:
         # one view of the same beats (see synthesis.normalize); every model of every view
         # sees the same training/validation split
-        x_n, x_s, x_t = normalize_person(normals.x, synth.x, test.x,
-                                         cfg.beat_scale, int(cfg.scale_window), view,
-                                         int(cfg.template_window),
-                                         (normals.rr[:, pl], test.rr[:, pl]),
-                                         float(cfg.template_gate))
-        tr, va = validation_split(replace(train, x=np.concatenate([x_n, x_s])),
-                                  cfg.trainer.val_fraction, cfg.seed)
+        x_n, x_s, x_t = normalize_person(
+            normals.x,
+            synth.x,
+            test.x,
+            cfg.beat_scale,
+            int(cfg.scale_window),
+            view,
+            int(cfg.template_window),
+            (normals.rr[:, pl], test.rr[:, pl]),
+            float(cfg.template_gate),
+        )
+        tr, va = validation_split(
+            replace(train, x=np.concatenate([x_n, x_s])), cfg.trainer.val_fraction, cfg.seed
+        )
         te = replace(test, x=x_t)
         va_n = None if va is None else va.subset(va.y == N)
         if p_val_n is None:
@@ -201,13 +261,22 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
             # the initial weights draw from the global RNG: seed it, or they depend on what
             # ran before in this process (another person, another view)
             seed_everything(int(trainer.seed))
-            model = build_model(cfg.model, tr.x.shape[1], tr.x.shape[2], len(RR_FEATURES),
-                                len(CLASSES))
+            model = build_model(
+                cfg.model, tr.x.shape[1], tr.x.shape[2], len(RR_FEATURES), len(CLASSES)
+            )
             save = out_dir is not None and save_model and not runs
-            runs.append(fit(model, tr, va, cfg.optim, trainer,
-                            out_dir=Path(out_dir) if save else None,
-                            extra=checkpoint_extra(cfg, record, view) if save else None,
-                            desc=f"zeroshot {record} ({view})"))
+            runs.append(
+                fit(
+                    model,
+                    tr,
+                    va,
+                    cfg.optim,
+                    trainer,
+                    out_dir=Path(out_dir) if save else None,
+                    extra=checkpoint_extra(cfg, record, view) if save else None,
+                    desc=f"zeroshot {record} ({view})",
+                )
+            )
             proba = predict(model, te, device)
             p_k = 1.0 - proba[:, N]
             p_sv += proba[:, [S, V]] / n_models
@@ -216,16 +285,30 @@ def fit_person(cfg, normals: BeatSet, lib: FilterLibrary, record: str, test: Bea
             if len(p_val_n):
                 p_val_n += (1.0 - predict(model, va_n, device)[:, N]) / n_models
     threshold = person_threshold(p_val_n, cfg.threshold, cfg.threshold_fpr)
-    return {"p_abnormal": p_abn, "p_sv": p_sv, "p_views": p_views, "threshold": threshold, "runs": runs,
-            "synth": synth, "views": views, "val_normal_beats": len(p_val_n)}
+    return {
+        "p_abnormal": p_abn,
+        "p_sv": p_sv,
+        "p_views": p_views,
+        "threshold": threshold,
+        "runs": runs,
+        "synth": synth,
+        "views": views,
+        "val_normal_beats": len(p_val_n),
+    }
 
 
 def checkpoint_extra(cfg, record: str, view: str) -> dict:
     """What a zero-shot checkpoint carries beside the weights: the beat settings (``data``),
     how its input is normalised (``zeroshot``: :data:`INPUT_FIELDS` with the ZeroShotConfig
     names, plus its ``template`` view), the person and the RR feature order."""
-    zs = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
-          else cfg[k] for k in INPUT_FIELDS}
-    return {"data": OmegaConf.to_container(cfg.data, resolve=True),
-            "zeroshot": {**zs, "template": view}, "record": str(record), "view": view,
-            "rr_features": list(RR_FEATURES)}
+    zs = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in INPUT_FIELDS
+    }
+    return {
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "zeroshot": {**zs, "template": view},
+        "record": str(record),
+        "view": view,
+        "rr_features": list(RR_FEATURES),
+    }

@@ -24,7 +24,8 @@ from ecgcnn.errors import EcgError
 #: Scale-free RR features of the source abnormal beat, kept with its filter and given to the
 #: synthetic beats (the seconds-valued ones are rebuilt from the person's own RR).
 RR_RATIOS: tuple[str, ...] = tuple(
-    f for f in ("pre_local", "post_local", "local_cv", "pre_prev") if f in RR_FEATURES)
+    f for f in ("pre_local", "post_local", "local_cv", "pre_prev") if f in RR_FEATURES
+)
 _RATIO_IDX = [RR_FEATURES.index(f) for f in RR_RATIOS]
 
 
@@ -37,8 +38,10 @@ def convolution_matrix(x: np.ndarray, taps: int) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1 or taps < 1 or taps % 2 == 0:
-        raise EcgError(f"abs.taps: need a 1-D beat and an odd filter length, got "
-                       f"x.shape={x.shape}, taps={taps}")
+        raise EcgError(
+            f"abs.taps: need a 1-D beat and an odd filter length, got "
+            f"x.shape={x.shape}, taps={taps}"
+        )
     c = taps // 2
     n = len(x)
     col = np.zeros(n)
@@ -116,23 +119,34 @@ class FilterLibrary:
         return FilterLibrary(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
     def counts(self) -> dict[str, int]:
-        return {c: int((self.y == CLASSES.index(c)).sum()) for c in CLASSES if
-                (self.y == CLASSES.index(c)).any()}
+        return {
+            c: int((self.y == CLASSES.index(c)).sum())
+            for c in CLASSES
+            if (self.y == CLASSES.index(c)).any()
+        }
 
 
 def average_normal(beats: BeatSet) -> np.ndarray:
     """Mean window (channels, L) of the N beats of ``beats``; no N beat is an error."""
     normal = beats.y == CLASSES.index("N")
     if not normal.any():
-        raise EcgError(f"records {sorted(set(beats.record.tolist()))}: no normal (N) beat "
-                       "to average")
+        raise EcgError(
+            f"records {sorted(set(beats.record.tolist()))}: no normal (N) beat to average"
+        )
     return beats.x[normal].mean(axis=0)
 
 
-def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | None,
-                  taps: int, ridge: float, per_patient: int, seed: int,
-                  classes: tuple[str, ...] = ("S", "V"), max_residual: float = 1.0
-                  ) -> FilterLibrary:
+def build_library(
+    beats: dict[str, BeatSet],
+    records: list[str],
+    exclude: str | None,
+    taps: int,
+    ridge: float,
+    per_patient: int,
+    seed: int,
+    classes: tuple[str, ...] = ("S", "V"),
+    max_residual: float = 1.0,
+) -> FilterLibrary:
     """Fit ABS filters on ``records`` minus ``exclude`` (the test person: leave-one-out).
 
     Parameters
@@ -183,11 +197,15 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
     keep = np.asarray(rows["residual"]) <= max_residual
     rows = {k: [v for v, ok in zip(vals, keep) if ok] for k, vals in rows.items()}
     if not rows["y"]:
-        raise EcgError(f"zeroshot.library_records: no {'/'.join(classes)} beat outside "
-                       f"record {exclude} with an ABS fit error <= {max_residual}")
+        raise EcgError(
+            f"zeroshot.library_records: no {'/'.join(classes)} beat outside "
+            f"record {exclude} with an ABS fit error <= {max_residual}"
+        )
     lib = FilterLibrary(
-        h=np.asarray(rows["h"], np.float32), y=np.asarray(rows["y"], np.int64),
-        record=np.asarray(rows["record"], dtype="<U8"), sample=np.asarray(rows["sample"], np.int64),
+        h=np.asarray(rows["h"], np.float32),
+        y=np.asarray(rows["y"], np.int64),
+        record=np.asarray(rows["record"], dtype="<U8"),
+        sample=np.asarray(rows["sample"], np.int64),
         rr_ratio=np.asarray(rows["rr_ratio"], np.float32),
         residual=np.asarray(rows["residual"], np.float32),
     )
@@ -197,9 +215,17 @@ def build_library(beats: dict[str, BeatSet], records: list[str], exclude: str | 
 
 
 # ----------------------------------------------------------------------------- synthesis
-def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int], seed: int,
-               from_average: float = 0.5, scale: float = 0.0, noise: float = 0.0,
-               shift: int = 0, rr_mode: str = "source") -> BeatSet:
+def synthesize(
+    normals: BeatSet,
+    lib: FilterLibrary,
+    n_per_class: dict[str, int],
+    seed: int,
+    from_average: float = 0.5,
+    scale: float = 0.0,
+    noise: float = 0.0,
+    shift: int = 0,
+    rr_mode: str = "source",
+) -> BeatSet:
     """A person's potential abnormal beats: the library's filters applied to their normal beats.
 
     Parameters
@@ -240,8 +266,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
             raise EcgError(f"synth.n_per_class: the ABS library has no {cls} filter")
         fi = np.concatenate([rng.permutation(pool) for _ in range(-(-n // len(pool)))])[:n]
         src = rng.integers(0, len(normals), n)
-        templ = np.where((rng.random(n) < from_average)[:, None, None], avg[None],
-                         normals.x[src])
+        templ = np.where((rng.random(n) < from_average)[:, None, None], avg[None], normals.x[src])
         x = apply_fir(templ, lib.h[fi]).astype(np.float32)  # (n, C, L)
         if scale > 0:
             x *= (1 + scale * rng.uniform(-1, 1, (n, 1, 1))).astype(np.float32)
@@ -251,8 +276,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
             for i, s in enumerate(rng.integers(-shift, shift + 1, n)):
                 x[i, 0] = np.roll(x[i, 0], s)
         rr = normals.rr[rng.integers(0, len(normals), n)].copy()  # the person's RR context
-        own_cv = rr[:, RR_FEATURES.index("local_cv")].copy() if "local_cv" in RR_FEATURES \
-            else None
+        own_cv = rr[:, RR_FEATURES.index("local_cv")].copy() if "local_cv" in RR_FEATURES else None
         rr[:, _RATIO_IDX] = lib.rr_ratio[fi]
         col = {f: i for i, f in enumerate(RR_FEATURES)}
         if rr_mode == "ectopic":
@@ -263,7 +287,7 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
                 # one of m ~ rr_local (10) intervals replaced by p (in units of the mean):
                 # variance grows by (1 - p)^2 (m - 1) / m^2, the mean drops by (1 - p) / m
                 m = 10.0
-                var = own_cv ** 2 + (1 - p) ** 2 * (m - 1) / m ** 2
+                var = own_cv**2 + (1 - p) ** 2 * (m - 1) / m**2
                 rr[:, col["local_cv"]] = np.sqrt(var) / (1 - (1 - p) / m)
         elif rr_mode != "source":
             raise EcgError(f"synth.rr_mode: unknown '{rr_mode}' (source | ectopic)")
@@ -271,10 +295,14 @@ def synthesize(normals: BeatSet, lib: FilterLibrary, n_per_class: dict[str, int]
         rr[:, col["pre_rr"]] = local * rr[:, col["pre_local"]]
         rr[:, col["post_rr"]] = local * rr[:, col["post_local"]]
         rr[:, col["pre_long"]] = rr[:, col["pre_rr"]] / long
-        parts.append(BeatSet(
-            x=x, rr=rr.astype(np.float32), y=np.full(n, CLASSES.index(cls), np.int64),
-            sample=np.full(n, -1, np.int64),
-            record=np.char.add("~", lib.record[fi]).astype("<U8"),
-            symbol=np.full(n, f"~{cls}", dtype="<U2"),
-        ))
+        parts.append(
+            BeatSet(
+                x=x,
+                rr=rr.astype(np.float32),
+                y=np.full(n, CLASSES.index(cls), np.int64),
+                sample=np.full(n, -1, np.int64),
+                record=np.char.add("~", lib.record[fi]).astype("<U8"),
+                symbol=np.full(n, f"~{cls}", dtype="<U2"),
+            )
+        )
     return BeatSet.concat(parts)

@@ -31,8 +31,9 @@ def unit_scale(x: np.ndarray) -> np.ndarray:
     return (x / (x.std(axis=-1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
-def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None,
-                  history: np.ndarray | None = None) -> np.ndarray:
+def running_scale(
+    x: np.ndarray, window: int, ref: np.ndarray | None = None, history: np.ndarray | None = None
+) -> np.ndarray:
     """Beats divided by the median peak-to-peak amplitude (beat channel) of the ``window``
     beats before each one, the beat included: slow amplitude drift is removed while a beat
     still shows how much larger or smaller it is than the person's recent beats (what a V beat
@@ -46,17 +47,19 @@ def running_scale(x: np.ndarray, window: int, ref: np.ndarray | None = None,
         scale = np.full(len(x), np.median(beat_ptp(ref)))
     else:
         past = np.zeros(0, ptp.dtype) if history is None else np.asarray(history, ptp.dtype)
-        past = past[len(past) - min(len(past), window - 1):]
+        past = past[len(past) - min(len(past), window - 1) :]
         allp = np.concatenate([past, ptp])
         h = len(past)
         scale = np.empty(len(x), ptp.dtype)
         # beats with a whole window behind them: one vectorized median over a sliding view
         first = max(0, window - 1 - h)
         if first < len(x) and len(allp) >= window:
-            scale[first:] = np.median(np.lib.stride_tricks.sliding_window_view(
-                allp, window)[h + first - window + 1:], axis=1)
+            scale[first:] = np.median(
+                np.lib.stride_tricks.sliding_window_view(allp, window)[h + first - window + 1 :],
+                axis=1,
+            )
         for i in range(min(first, len(x))):  # the record's first beats: shorter windows
-            scale[i] = np.median(allp[max(0, h + i - window + 1):h + i + 1])
+            scale[i] = np.median(allp[max(0, h + i - window + 1) : h + i + 1])
     return (x / (scale[:, None, None] + 1e-6)).astype(np.float32)
 
 
@@ -65,8 +68,12 @@ def beat_ptp(x: np.ndarray) -> np.ndarray:
     return np.ptp(x[:, 0], axis=-1)
 
 
-def running_template(x: np.ndarray, window: int, history: np.ndarray | None = None,
-                     eligible: np.ndarray | None = None) -> np.ndarray:
+def running_template(
+    x: np.ndarray,
+    window: int,
+    history: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
     """``(N, C, T)``: for each beat the sample-wise median of the last ``window`` beats before
     it (not itself). ``history``: beats that came before ``x`` (the first beats of ``x`` look
     back into it). ``eligible``: boolean over ``history`` then ``x``; only those beats enter a
@@ -74,16 +81,23 @@ def running_template(x: np.ndarray, window: int, history: np.ndarray | None = No
     reference). A beat with no eligible past is its own template."""
     if history is None or eligible is None:
         past = np.zeros((0, *x.shape[1:]), x.dtype) if history is None else history
-        return running_median(np.concatenate([past, x]), window, eligible)[len(past):]
+        return running_median(np.concatenate([past, x]), window, eligible)[len(past) :]
     # only eligible history beats can enter a template: those are all the median needs
-    old = eligible[:len(history)]
-    return running_median(x, window, eligible[len(history):], history=history[old])
+    old = eligible[: len(history)]
+    return running_median(x, window, eligible[len(history) :], history=history[old])
 
 
-def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, beat_scale: str,
-                     scale_window: int, template: str, template_window: int,
-                     prematurity: tuple[np.ndarray, np.ndarray] | None = None,
-                     gate: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalize_person(
+    normals: np.ndarray,
+    synth: np.ndarray,
+    test: np.ndarray,
+    beat_scale: str,
+    scale_window: int,
+    template: str,
+    template_window: int,
+    prematurity: tuple[np.ndarray, np.ndarray] | None = None,
+    gate: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three window arrays of a person (training normals, synthetic, test; each
     ``(N, C, T)``, in time order where real) as the model sees them. ``prematurity``: the
     normals' and test beats' RR interval over the recent mean (``pre_local``); with ``gate``
@@ -100,9 +114,11 @@ def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, b
     if beat_scale == "std":
         normals, synth, test = unit_scale(normals), unit_scale(synth), unit_scale(test)
     elif beat_scale == "running":
-        normals, synth, test = (running_scale(normals, scale_window),
-                                running_scale(synth, scale_window, ref=raw_normals),
-                                running_scale(test, scale_window))
+        normals, synth, test = (
+            running_scale(normals, scale_window),
+            running_scale(synth, scale_window, ref=raw_normals),
+            running_scale(test, scale_window),
+        )
     if template == "none":
         return normals, synth, test
     keep = None
@@ -110,10 +126,12 @@ def normalize_person(normals: np.ndarray, synth: np.ndarray, test: np.ndarray, b
         if prematurity is None:
             raise EcgError("template_gate: needs the beats' pre_local RR feature")
         keep = np.concatenate(prematurity) >= gate
-    keep_n = None if keep is None else keep[:len(normals)]
-    refs = (running_template(normals, template_window, eligible=keep_n),
-            np.broadcast_to(np.median(normals, axis=0), synth.shape),
-            running_template(test, template_window, history=normals, eligible=keep))
+    keep_n = None if keep is None else keep[: len(normals)]
+    refs = (
+        running_template(normals, template_window, eligible=keep_n),
+        np.broadcast_to(np.median(normals, axis=0), synth.shape),
+        running_template(test, template_window, history=normals, eligible=keep),
+    )
     out = []
     for x, ref in zip((normals, synth, test), refs):
         diff = (x - ref).astype(np.float32)

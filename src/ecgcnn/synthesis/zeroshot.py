@@ -36,8 +36,10 @@ def person_split(beats: BeatSet, minutes: float, fs: float) -> tuple[BeatSet, Be
     early = beats.sample < b
     normals = beats.subset(early & (beats.y == N))
     if len(normals) < 2:
-        raise EcgError(f"record {beats.record[0] if len(beats) else '?'}: fewer than 2 normal "
-                       f"beats in the first {minutes} min, nothing to personalize on")
+        raise EcgError(
+            f"record {beats.record[0] if len(beats) else '?'}: fewer than 2 normal "
+            f"beats in the first {minutes} min, nothing to personalize on"
+        )
     return normals, beats.subset(~early)
 
 
@@ -51,8 +53,10 @@ def check_training_set(train: BeatSet, person: str, boundary: int, lib: FilterLi
         raise EcgError(f"zeroshot: real beats of other records {others} in {person}'s training set")
     bad = real & ((train.y != N) | (train.sample >= boundary) | (train.sample < 0))
     if bad.any():
-        raise EcgError(f"zeroshot: {int(bad.sum())} real beats of {person} in its training set "
-                       f"are not normal beats of the first {boundary} samples")
+        raise EcgError(
+            f"zeroshot: {int(bad.sum())} real beats of {person} in its training set "
+            f"are not normal beats of the first {boundary} samples"
+        )
     if (lib.record == person).any() or (train.record == SYNTH_PREFIX + person).any():
         raise EcgError(f"zeroshot: the ABS library of {person} holds filters fitted on {person}")
 
@@ -92,22 +96,32 @@ def binary_counts(y: np.ndarray, flagged: np.ndarray) -> dict[str, int]:
     """TP/FN/FP/TN of abnormal (S, V) vs normal (N); F and Q beats are left out."""
     abn = np.isin(y, [S, V])
     nor = y == N
-    return {"TP": int((abn & flagged).sum()), "FN": int((abn & ~flagged).sum()),
-            "FP": int((nor & flagged).sum()), "TN": int((nor & ~flagged).sum())}
+    return {
+        "TP": int((abn & flagged).sum()),
+        "FN": int((abn & ~flagged).sum()),
+        "FP": int((nor & flagged).sum()),
+        "TN": int((nor & ~flagged).sum()),
+    }
 
 
 def binary_rates(c: dict[str, int]) -> dict[str, float | None]:
     """Se, Spe, +P (PPV), F1, Acc; None where the denominator is 0."""
+
     def r(a, b):
         return None if b == 0 else a / b
-    return {"Se": r(c["TP"], c["TP"] + c["FN"]), "Spe": r(c["TN"], c["TN"] + c["FP"]),
-            "PPV": r(c["TP"], c["TP"] + c["FP"]),
-            "F1": r(2 * c["TP"], 2 * c["TP"] + c["FP"] + c["FN"]),
-            "Acc": r(c["TP"] + c["TN"], sum(c.values()))}
+
+    return {
+        "Se": r(c["TP"], c["TP"] + c["FN"]),
+        "Spe": r(c["TN"], c["TN"] + c["FP"]),
+        "PPV": r(c["TP"], c["TP"] + c["FP"]),
+        "F1": r(2 * c["TP"], 2 * c["TP"] + c["FP"] + c["FN"]),
+        "Acc": r(c["TP"] + c["TN"], sum(c.values())),
+    }
 
 
-def alarm_stats(test: BeatSet, flagged: np.ndarray, fs: float, hours: float,
-                refractory_s: float, first: int = 3) -> dict:
+def alarm_stats(
+    test: BeatSet, flagged: np.ndarray, fs: float, hours: float, refractory_s: float, first: int = 3
+) -> dict:
     """Early-warning figures of one person.
 
     - ``detected_first3``: was at least one of the first ``first`` abnormal (S/V) test beats
@@ -136,24 +150,39 @@ def alarm_stats(test: BeatSet, flagged: np.ndarray, fs: float, hours: float,
         else:
             out["triplets_detected"] = float(hits.any())
     else:
-        out.update(detected_first3=None, first_detected_index=None,
-                   p_detect_first3_model=None, triplets_detected=None)
+        out.update(
+            detected_first3=None,
+            first_detected_index=None,
+            p_detect_first3_model=None,
+            triplets_detected=None,
+        )
     last, alarms, false_alarms = -np.inf, 0, 0
     for i in np.flatnonzero(fl):
         if t[i] - last >= refractory_s:
             alarms += 1
             false_alarms += int(y[i] == N)
             last = t[i]
-    out.update(alarms=alarms, false_alarms=false_alarms, hours=hours,
-               false_alarms_per_hour=false_alarms / hours if hours > 0 else None,
-               normal_flagged_per_hour=int((fl & (y == N)).sum()) / hours if hours > 0 else None)
+    out.update(
+        alarms=alarms,
+        false_alarms=false_alarms,
+        hours=hours,
+        false_alarms_per_hour=false_alarms / hours if hours > 0 else None,
+        normal_flagged_per_hour=int((fl & (y == N)).sum()) / hours if hours > 0 else None,
+    )
     return out
 
 
 # ----------------------------------------------------------------------------- figures
-def beats_figure(normals: BeatSet, synth: BeatSet, test: BeatSet, record: str,
-                 per_class: int = 25, before: int = 90, after: int = 162,
-                 fs: float = 360.0) -> Figure:
+def beats_figure(
+    normals: BeatSet,
+    synth: BeatSet,
+    test: BeatSet,
+    record: str,
+    per_class: int = 25,
+    before: int = 90,
+    after: int = 162,
+    fs: float = 360.0,
+) -> Figure:
     """Average normal beat, real test abnormal beats (display only) and synthetic ones."""
     avg = average_normal(normals)[0]
     t = (-before + np.linspace(0, before + after - 1, avg.shape[-1])) / fs * 1000.0
@@ -161,14 +190,22 @@ def beats_figure(normals: BeatSet, synth: BeatSet, test: BeatSet, record: str,
     axes = fig.subplots(1, 2, sharey=True)
     rng = np.random.default_rng(0)
     for ax, cls in zip(axes, (S, V)):
-        for beats, colour, label in ((test, "tab:red", "real (test part)"),
-                                     (synth, "tab:blue", "synthetic")):
+        for beats, colour, label in (
+            (test, "tab:red", "real (test part)"),
+            (synth, "tab:blue", "synthetic"),
+        ):
             idx = np.flatnonzero(beats.y == cls)
             if len(idx) > per_class:
                 idx = rng.choice(idx, per_class, replace=False)
             for j, i in enumerate(idx):
-                ax.plot(t, beats.x[i, 0], color=colour, lw=0.6, alpha=0.35,
-                        label=f"{label} ({int((beats.y == cls).sum())})" if j == 0 else None)
+                ax.plot(
+                    t,
+                    beats.x[i, 0],
+                    color=colour,
+                    lw=0.6,
+                    alpha=0.35,
+                    label=f"{label} ({int((beats.y == cls).sum())})" if j == 0 else None,
+                )
         ax.plot(t, avg, color="black", lw=2, label="average normal (first minutes)")
         ax.set_title(f"record {record}: {CLASSES[cls]} beats")
         ax.set_xlabel("ms from R peak")

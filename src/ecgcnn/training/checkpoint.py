@@ -80,6 +80,8 @@ def checkpoint_data_config(ck: dict, data_cfg, source="checkpoint"):
         cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), ck.get("data") or {})
     except (OmegaConfBaseException, ValueError) as exc:  # unknown keys, bad values, not a dict
         msg = str(exc).strip().splitlines()[0][:160]
-        raise EcgError(f"{source}: checkpoint data settings do not fit DataConfig ({msg})") from None
+        raise EcgError(
+            f"{source}: checkpoint data settings do not fit DataConfig ({msg})"
+        ) from None
     cfg.root, cfg.cache_dir, cfg.resample = data_cfg.root, data_cfg.cache_dir, data_cfg.resample
     return cfg

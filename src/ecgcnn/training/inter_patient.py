@@ -63,8 +63,9 @@ class GlobalModel:
     payload: dict  # the checkpoint
 
 
-def split_ds1(beats: dict[str, BeatSet], train_records, val_records,
-              test_records=()) -> tuple[BeatSet, BeatSet]:
+def split_ds1(
+    beats: dict[str, BeatSet], train_records, val_records, test_records=()
+) -> tuple[BeatSet, BeatSet]:
     """Training beats of the DS1 records not in ``val_records`` and validation beats of the
     ``val_records`` (whole records either way). A validation record outside DS1, or a DS1
     record that is also a test record, is an error: DS2 never takes part in any choice."""
@@ -81,8 +82,10 @@ def split_ds1(beats: dict[str, BeatSet], train_records, val_records,
     missing = [r for r in train_records if r not in beats]
     if missing:
         raise EcgError(f"split.train_records: records {missing} have no prepared beats")
-    return (BeatSet.concat([beats[r] for r in fit_recs]),
-            BeatSet.concat([beats[r] for r in val_records]))
+    return (
+        BeatSet.concat([beats[r] for r in fit_recs]),
+        BeatSet.concat([beats[r] for r in val_records]),
+    )
 
 
 def _f1(st: dict) -> float:
@@ -90,8 +93,9 @@ def _f1(st: dict) -> float:
     return 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
 
 
-def calibrate_prior(y: np.ndarray, proba: np.ndarray, classes=("S", "V"),
-                    grid=CALIBRATION_GRID) -> dict[str, float]:
+def calibrate_prior(
+    y: np.ndarray, proba: np.ndarray, classes=("S", "V"), grid=CALIBRATION_GRID
+) -> dict[str, float]:
     """Multipliers of the class probabilities that maximise each class's EC57 F1 (SVEB for S,
     VEB for V) on labelled beats ``y`` with probabilities ``proba`` (n, 5); one class at a
     time, in ``classes`` order, each search keeping the multipliers already found. Ties go to
@@ -177,22 +181,31 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
     """
     check_config(cfg)
     if cfg.split.name != "inter_patient":
-        raise EcgError(f"split: the global model trains on the inter_patient split, "
-                       f"got '{cfg.split.name}'")
-    train, val = split_ds1(beats, cfg.split.train_records, cfg.val_records,
-                           cfg.split.test_records)
+        raise EcgError(
+            f"split: the global model trains on the inter_patient split, got '{cfg.split.name}'"
+        )
+    train, val = split_ds1(beats, cfg.split.train_records, cfg.val_records, cfg.split.test_records)
     const = _rr_const_idx(cfg.rr_const)
     const_value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
     train_h, val_h = _hold_rr(train, const, const_value), _hold_rr(val, const, const_value)
     seed_everything(cfg.trainer.seed)  # the initial weights draw from the global RNG
-    model = build_model(cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES),
-                        len(CLASSES))
+    model = build_model(
+        cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES), len(CLASSES)
+    )
     if cfg.select not in ("f1", "val_loss"):
         raise EcgError(f"select: unknown '{cfg.select}' (f1 | val_loss)")
     classes = tuple(cfg.calibrate) or ("S", "V")
     metric = (lambda p: calibrated_f1(val.y, p, classes)) if cfg.select == "f1" else None
-    res = fit(model, train_h, val_h, cfg.optim, cfg.trainer, out_dir=out_dir, desc="DS1",
-              val_metric=metric)
+    res = fit(
+        model,
+        train_h,
+        val_h,
+        cfg.optim,
+        cfg.trainer,
+        out_dir=out_dir,
+        desc="DS1",
+        val_metric=metric,
+    )
     model.eval()
     fold_rr_const(model, const, const_value)
     device = next(model.parameters()).device
@@ -204,13 +217,20 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
     plain = OmegaConf.to_container(cfg, resolve=True)
     payload = {
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "model_args": model.model_args, "classes": list(CLASSES),
-        "epoch": res.best_epoch - 1, "best_metric": res.best_metric,
-        "best_epoch": res.best_epoch, "config": plain, "data": plain["data"],
+        "model_args": model.model_args,
+        "classes": list(CLASSES),
+        "epoch": res.best_epoch - 1,
+        "best_metric": res.best_metric,
+        "best_epoch": res.best_epoch,
+        "config": plain,
+        "data": plain["data"],
         "rr_features": list(RR_FEATURES),
-        "inter_patient": {"prior": prior, "rr_const": list(cfg.rr_const),
-                          "val_records": list(map(str, cfg.val_records)),
-                          "parameters": count_parameters(model)},
+        "inter_patient": {
+            "prior": prior,
+            "rr_const": list(cfg.rr_const),
+            "val_records": list(map(str, cfg.val_records)),
+            "parameters": count_parameters(model),
+        },
     }
     return GlobalModel(model, res, prior, after, before, train.counts(), payload)
 

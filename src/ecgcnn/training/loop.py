@@ -96,8 +96,9 @@ def validation_split(beats: BeatSet, fraction: float, seed: int) -> tuple[BeatSe
 
 
 @torch.no_grad()
-def predict(model: nn.Module, beats: BeatSet | BeatDataset, device: torch.device,
-            batch_size: int = 4096) -> np.ndarray:
+def predict(
+    model: nn.Module, beats: BeatSet | BeatDataset, device: torch.device, batch_size: int = 4096
+) -> np.ndarray:
     """Class probabilities (n, K) for every beat, in order."""
     ds = beats if isinstance(beats, BeatDataset) else BeatDataset(beats)
     model.eval()
@@ -112,8 +113,9 @@ def predict(model: nn.Module, beats: BeatSet | BeatDataset, device: torch.device
 def _optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     opts = {
         "adam": lambda p: torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "sgd": lambda p: torch.optim.SGD(p, lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay),
+        "sgd": lambda p: torch.optim.SGD(
+            p, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        ),
     }
     if cfg.name not in opts:
         raise EcgError(f"optim.name: unknown optimizer '{cfg.name}' (choose from {list(opts)})")
@@ -129,7 +131,8 @@ def _scheduler(opt, cfg, max_epochs: int):
         "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, cfg.gamma),
         "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, max_epochs)),
         "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, factor=cfg.gamma, patience=max(1, cfg.step_size // 2)),
+            opt, factor=cfg.gamma, patience=max(1, cfg.step_size // 2)
+        ),
     }
     if cfg.scheduler not in scheds:
         raise EcgError(f"optim.scheduler: unknown '{cfg.scheduler}' (choose from {list(scheds)})")
@@ -181,8 +184,10 @@ def fit(
     """
     tc = trainer_cfg
     if tc.max_epochs < 1 or tc.batch_size < 1:
-        raise EcgError(f"trainer: max_epochs and batch_size must be >= 1 "
-                       f"(got {tc.max_epochs}, {tc.batch_size})")
+        raise EcgError(
+            f"trainer: max_epochs and batch_size must be >= 1 "
+            f"(got {tc.max_epochs}, {tc.batch_size})"
+        )
     device = select_device(tc.device)
     torch.set_num_threads(max(1, int(tc.num_threads)))
     torch.set_flush_denormal(True)  # denormal floats (saturated tanh gradients) are slow on x86
@@ -205,8 +210,10 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     sample_w = None
     if tc.balanced_sampling and distributed:
-        raise EcgError("trainer.balanced_sampling: not supported with distributed training "
-                       "(the DistributedSampler draws the batches); use class_weighting")
+        raise EcgError(
+            "trainer.balanced_sampling: not supported with distributed training "
+            "(the DistributedSampler draws the batches); use class_weighting"
+        )
     if tc.balanced_sampling:
         cw = class_weights(train.y, "inverse", n_classes)
         sample_w = cw[ds.y]
@@ -242,8 +249,12 @@ def fit(
             order = torch.randperm(len(ds), generator=gen)
         batches = order.split(tc.batch_size)
         total, seen = 0.0, 0
-        bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{tc.max_epochs}", leave=False,
-                   disable=not (tc.progress and main))
+        bar = tqdm(
+            batches,
+            desc=f"{desc} {epoch + 1}/{tc.max_epochs}",
+            leave=False,
+            disable=not (tc.progress and main),
+        )
         for idx in bar:
             x, rr, y = ds.batch(idx, device)
             x = augment_batch(x, tc.augment, gen)
@@ -258,8 +269,11 @@ def fit(
             scaler.update()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
-        row = {"epoch": epoch + 1, "train_loss": total / max(1, seen),
-               "lr": opt.param_groups[0]["lr"]}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(1, seen),
+            "lr": opt.param_groups[0]["lr"],
+        }
 
         # ---- validate (every rank holds the same weights, so every rank agrees on stopping)
         if val_ds is not None:
@@ -284,28 +298,50 @@ def fit(
             bad_epochs += 1
         history.append(row)
         if out_dir is not None and main:
-            common = {"model_args": model.model_args, "classes": list(CLASSES),
-                      "best_metric": best, "best_epoch": best_epoch, **(extra or {})}
+            common = {
+                "model_args": model.model_args,
+                "classes": list(CLASSES),
+                "best_metric": best,
+                "best_epoch": best_epoch,
+                **(extra or {}),
+            }
             if improved:
-                save_checkpoint({**common, "model": best_state, "epoch": epoch}, out_dir / "best.pt")
-            save_checkpoint({
-                **common, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": epoch, "bad_epochs": bad_epochs, "history": history,
-                "best_model": best_state,
-                "rng": {"loop": gen.get_state(), "torch": torch.get_rng_state()},
-            }, last_path)
+                save_checkpoint(
+                    {**common, "model": best_state, "epoch": epoch}, out_dir / "best.pt"
+                )
+            save_checkpoint(
+                {
+                    **common,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "epoch": epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                    "best_model": best_state,
+                    "rng": {"loop": gen.get_state(), "torch": torch.get_rng_state()},
+                },
+                last_path,
+            )
             _write_metrics_csv(out_dir / "metrics.csv", history)
             if tb is not None:
                 for k, v in row.items():
                     if k != "epoch":
                         tb.add_scalar(k, v, row["epoch"])
-        if val_ds is not None and tc.early_stopping_patience > 0 \
-                and bad_epochs >= tc.early_stopping_patience:
+        if (
+            val_ds is not None
+            and tc.early_stopping_patience > 0
+            and bad_epochs >= tc.early_stopping_patience
+        ):
             break
 
     if tb is not None:
         tb.close()
     model.load_state_dict(best_state)
-    return FitResult(best_metric=float(best), best_epoch=best_epoch, epochs_run=epoch + 1,
-                     seconds=time.perf_counter() - t0, history=history)
+    return FitResult(
+        best_metric=float(best),
+        best_epoch=best_epoch,
+        epochs_run=epoch + 1,
+        seconds=time.perf_counter() - t0,
+        history=history,
+    )

@@ -79,8 +79,12 @@ def build_loss(name: str, class_weights: torch.Tensor | None = None) -> nn.Modul
         )
     if class_weights is not None:
         class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
-        if class_weights.dim() != 1 or not torch.isfinite(class_weights).all() \
-                or (class_weights < 0).any() or class_weights.sum() <= 0:
+        if (
+            class_weights.dim() != 1
+            or not torch.isfinite(class_weights).all()
+            or (class_weights < 0).any()
+            or class_weights.sum() <= 0
+        ):
             raise EcgError(
                 "trainer.class_weighting: class weights must be a 1-D tensor of finite, "
                 f"non-negative values with a positive sum, got {class_weights.tolist()}"

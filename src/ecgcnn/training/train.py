@@ -28,8 +28,10 @@ def check_split_records(data_cfg: DictConfig, records) -> None:
     allowed = [str(r) for r in data_cfg.records]
     outside = [str(r) for r in records if str(r) not in allowed]
     if allowed and outside:
-        raise EcgError(f"data.records: the split needs records {outside}, which are not in "
-                       f"data.records {allowed} (set data.records=[] to allow every record)")
+        raise EcgError(
+            f"data.records: the split needs records {outside}, which are not in "
+            f"data.records {allowed} (set data.records=[] to allow every record)"
+        )
 
 
 def training_beats(cfg: DictConfig, beats: dict[str, BeatSet] | None = None) -> BeatSet:
@@ -81,21 +83,38 @@ def train(cfg: DictConfig, out_dir: Path, beats: dict[str, BeatSet] | None = Non
         n_params = count_parameters(model)
         flops = flops_per_beat(model, beats.x.shape[1], beats.x.shape[2], len(RR_FEATURES))
         if is_main_process():
-            print(f"model {cfg.model.name}: {n_params:,} parameters, {flops:,} FLOPs/beat; "
-                  f"training on {len(train_set):,} beats {train_set.counts()}, "
-                  f"validating on {len(val_set) if val_set is not None else 0:,}")
-        extra = {"config": OmegaConf.to_container(cfg, resolve=True),
-                 "data": OmegaConf.to_container(cfg.data, resolve=True),
-                 "rr_features": list(RR_FEATURES)}
-        res = fit(model, train_set, val_set, cfg.optim, cfg.trainer,
-                  out_dir=Path(out_dir), extra=extra, desc="train")
+            print(
+                f"model {cfg.model.name}: {n_params:,} parameters, {flops:,} FLOPs/beat; "
+                f"training on {len(train_set):,} beats {train_set.counts()}, "
+                f"validating on {len(val_set) if val_set is not None else 0:,}"
+            )
+        extra = {
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "rr_features": list(RR_FEATURES),
+        }
+        res = fit(
+            model,
+            train_set,
+            val_set,
+            cfg.optim,
+            cfg.trainer,
+            out_dir=Path(out_dir),
+            extra=extra,
+            desc="train",
+        )
         summary = {
-            "model": cfg.model.name, "parameters": n_params, "flops_per_beat": flops,
-            "split": cfg.split.name, "train_beats": len(train_set),
+            "model": cfg.model.name,
+            "parameters": n_params,
+            "flops_per_beat": flops,
+            "split": cfg.split.name,
+            "train_beats": len(train_set),
             "train_counts": train_set.counts(),
             "val_beats": len(val_set) if val_set is not None else 0,
-            "best_epoch": res.best_epoch, "best_val_loss": res.best_metric,
-            "epochs_run": res.epochs_run, "seconds": round(res.seconds, 3),
+            "best_epoch": res.best_epoch,
+            "best_val_loss": res.best_metric,
+            "epochs_run": res.epochs_run,
+            "seconds": round(res.seconds, 3),
             "seconds_per_epoch": round(res.seconds / max(1, len(res.history)), 3),
             "world_size": dist.get_world_size() if dist.is_initialized() else 1,
         }
