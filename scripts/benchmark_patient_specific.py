@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 _CFG = None
 _BEATS = None
 _PREPARED = "none"  # data.beat.template the shared beats were prepared with
@@ -64,8 +66,8 @@ def _train_common(job) -> str:
     hold-out of those training beats only. Runs in a worker, on the beats the parent loaded."""
     from ecgcnn.personalize.common import common_config, train_common
 
-    overrides, view, out, minutes, epochs = job
-    cfg = common_config(overrides, view, minutes, epochs)
+    overrides, view, out, minutes, epochs, seed = job
+    cfg = common_config(overrides, view, minutes, epochs, seed=seed)
     return str(train_common(cfg, view, _BEATS, _PREPARED, Path(out)))
 
 
@@ -99,17 +101,36 @@ def main(argv=None) -> int:
         help="epochs of each common model (12: best-by-validation within the "
         "2-minute budget; 20 gave SVEB +P 76.9 instead of 72.6, 116 s)",
     )
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list of trainer.seed values, e.g. 0,1,2: one run each (common and patient "
+        "models) under OUT/seed<s>/, figures as their mean with the range (default: one run "
+        "with the config's seed)",
+    )
+    ap.add_argument(
+        "--review",
+        type=int,
+        nargs="?",
+        const=25,
+        default=None,
+        help="also run the review-in-the-loop protocol with this budget (25 if no value): "
+        "review.budget beats asked after the training minutes; its figures in 'review'",
+    )
     args = ap.parse_args(argv)
 
-    global _CFG, _BEATS, _PREPARED
+    global _BEATS, _PREPARED
     t0 = time.perf_counter()
     from ecgcnn.data.cache import load_beats
-    from ecgcnn.evaluation.summary import format_summary, summarize
     from ecgcnn.personalize.patient_specific import prepared_template, view_data
 
     out = Path(args.out or f"outputs/benchmark_ps/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if out.exists() and any(out.iterdir()):
         print(f"error: {out}: output directory exists and is not empty", file=sys.stderr)
+        return 2
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
+    if args.review is not None and args.review < 1:
+        print(f"error: --review: got {args.review}, expected >= 1 beats", file=sys.stderr)
         return 2
     cfg = _compose(args.overrides)
     views = list(cfg.views)
@@ -124,12 +145,45 @@ def main(argv=None) -> int:
         view_data(cfg.data, _PREPARED), records=records, progress=True, workers=args.workers
     ).beats
     t_prep = time.perf_counter() - t0
-    overrides = list(args.overrides)
-    if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
-        overrides.insert(0, "trainer=finetune")
     # torch.optim's first optimizer imports torch._dynamo (~1.7 s): once here, not per worker
     import torch._dynamo  # noqa: F401
 
+    runs = []
+    for seed in seeds:
+        sub = out if seed is None else out / f"seed{seed}"
+        runs.append(_one_seed(args, views, patients, minutes, seed, sub))
+    wall = time.perf_counter() - t0
+    per = [s for r in runs for _, _, s in r["times"]]
+    print(
+        f"prepare {t_prep:.1f} s; per-patient training mean {sum(per) / len(per):.2f} s "
+        f"(max {max(per):.2f} s); wall {wall:.1f} s; report: {out / 'report.html'}"
+    )
+    line = {"wall_s": round(wall, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    line.update(seed_stats([r["summary"] for r in runs], seeds))
+    if args.review is not None:
+        rv = seed_stats([r["review"] for r in runs], seeds)
+        rv["asked"] = sum(r["review"]["asked"] for r in runs) / len(runs)
+        line["review"] = rv
+    if len(seeds) > 1:
+        print(seed_table(runs, seeds, args.review is not None))
+    print(json.dumps(line))
+    return 0
+
+
+def _one_seed(args, views, patients, minutes, seed, out: Path) -> dict:
+    """One benchmark run (common models, every patient, summary) with ``trainer.seed=seed``
+    (None: the config's) for the common and the patient models alike; the 245-beat common set
+    is the protocol's and stays the same (``split.common_seed``)."""
+    global _CFG
+    from ecgcnn.evaluation.report import pct
+    from ecgcnn.evaluation.summary import format_summary, summarize
+
+    seeded = [] if seed is None else [f"trainer.seed={seed}"]
+    overrides = [*args.overrides, *seeded]
+    if args.review is not None:
+        overrides.append(f"review.budget={args.review}")
+    if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
+        overrides.insert(0, "trainer=finetune")
     ctx = mp.get_context("fork")
     init = None
     if args.common_model == "train":
@@ -141,6 +195,7 @@ def main(argv=None) -> int:
                 str(out / ("common" if len(views) == 1 else f"common_{v}")),
                 min(minutes),
                 args.common_epochs,
+                seed or 0,
             )
             for v in views
         ]
@@ -162,7 +217,8 @@ def main(argv=None) -> int:
             times.append((rec, m, sec))
             print(f"  patient {rec} ({m:g} min): {sec:.2f} s", flush=True)
     summary = summarize(out)
-    wall = time.perf_counter() - t0
+    if seed is not None:
+        print(f"seed {seed}:")
     print(format_summary(summary))
     if len(minutes) > 1:
         for k, v in summary["minutes_curve"].items():
@@ -170,23 +226,89 @@ def main(argv=None) -> int:
                 f"  {float(k):g} min: VEB Se {v['VEB']['Se']:.3f} +P {v['VEB']['PPV']:.3f}  "
                 f"SVEB Se {v['SVEB']['Se']:.3f} +P {v['SVEB']['PPV']:.3f}"
             )
-    per = [s for _, _, s in times]
-    print(
-        f"prepare {t_prep:.1f} s; per-patient training mean {sum(per) / len(per):.2f} s "
-        f"(max {max(per):.2f} s); wall {wall:.1f} s; report: {out / 'report.html'}"
-    )
-    keys = ("Acc", "Se", "Spe", "PPV")
-    print(
-        json.dumps(
-            {
-                "wall_s": round(wall, 2),
-                "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "VEB": {k: summary["VEB"][k] for k in keys},
-                "SVEB": {k: summary["SVEB"][k] for k in keys},
-            }
+    result = {"summary": summary, "times": times}
+    if args.review is not None:
+        result["review"] = review_summary(out, summary["minutes"])
+        g = result["review"]
+        print(
+            f"review-in-the-loop ({g['asked']} beats asked, not scored): VEB Se "
+            f"{pct(g['VEB']['Se'])} +P {pct(g['VEB']['PPV'])}, SVEB Se "
+            f"{pct(g['SVEB']['Se'])} +P {pct(g['SVEB']['PPV'])}"
         )
-    )
-    return 0
+    return result
+
+
+def review_summary(run_dir: Path, minutes: float) -> dict:
+    """Gross review-in-the-loop figures of the patients' ``metrics.json`` ``review`` blocks,
+    written to ``run_dir/review.json`` (beats asked per patient, with why)."""
+    from ecgcnn.atomic import write_json
+    from ecgcnn.evaluation.aami import combine
+
+    found = {}
+    for p in sorted(Path(run_dir).glob("*/metrics.json")):
+        m = json.loads(p.read_text())
+        if "review" in m and float(m.get("minutes", 5.0)) == minutes:
+            found[m["record"]] = m["review"]
+    g = combine({r: np.asarray(v["confusion"]) for r, v in found.items()})
+    out = {
+        "VEB": g["VEB"],
+        "SVEB": g["SVEB"],
+        "asked": sum(v["asked"] for v in found.values()),
+        "asked_counts": {
+            c: sum(v["asked_counts"][c] for v in found.values()) for c in ("N", "S", "V", "F", "Q")
+        },
+        "per_record": {
+            r: {"asked": v["beats"], "VEB": v["VEB"], "SVEB": v["SVEB"]} for r, v in found.items()
+        },
+    }
+    write_json(Path(run_dir) / "review.json", out)
+    return out
+
+
+_KEYS = ("Acc", "Se", "Spe", "PPV")
+
+
+def seed_stats(summaries: list[dict], seeds) -> dict:
+    """VEB/SVEB figures as the mean over seeds (the keys of one run), their ``[min, max]``
+    range (``VEB_range``, ``SVEB_range``) and each seed's Se/+P."""
+    out = {}
+    for block in ("VEB", "SVEB"):
+        vals = {k: [s[block][k] for s in summaries if s[block][k] is not None] for k in _KEYS}
+        out[block] = {k: (float(np.mean(v)) if v else None) for k, v in vals.items()}
+        if len(summaries) > 1:
+            out[f"{block}_range"] = {k: [min(v), max(v)] if v else None for k, v in vals.items()}
+    if len(summaries) > 1:
+        out["seeds"] = list(seeds)
+        out["per_seed"] = [
+            {b: {k: s[b][k] for k in ("Se", "PPV")} for b in ("VEB", "SVEB")} for s in summaries
+        ]
+    return out
+
+
+def seed_table(runs: list[dict], seeds, review: bool) -> str:
+    """Se / +P per seed and their mean [min-max], strict (and review) rows, in %."""
+
+    def cells(s):
+        return [s[b][k] for b in ("VEB", "SVEB") for k in ("Se", "PPV")]
+
+    def fmt(v):
+        return ("-" if v is None else f"{100 * v:.1f}").rjust(11)
+
+    lines = [f"{'seed':>12} {'VEB Se':>11} {'VEB +P':>11} {'SVEB Se':>11} {'SVEB +P':>11}"]
+    kinds = [("strict", "summary")] + ([("review", "review")] if review else [])
+    for name, key in kinds:
+        for seed, r in zip(seeds, runs):
+            lines.append(f"{name + ' ' + str(seed):>12} " + " ".join(map(fmt, cells(r[key]))))
+        st = seed_stats([r[key] for r in runs], seeds)
+        lines.append(f"{name + ' mean':>12} " + " ".join(map(fmt, cells(st))))
+        rng = [st[f"{b}_range"][k] for b in ("VEB", "SVEB") for k in ("Se", "PPV")]
+        lines.append(
+            f"{name + ' range':>12} "
+            + " ".join(
+                ("-" if v is None else f"{100 * v[0]:.1f}-{100 * v[1]:.1f}").rjust(11) for v in rng
+            )
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,20 @@ class SynthConfig:
 
 
 @dataclass
+class ReviewConfig:
+    """Review-in-the-loop (``ecgcnn.personalize.review``): after the training minutes the
+    model asks for the labels of at most ``budget`` beats, one per ``interval_s`` at most, and
+    is fine-tuned every ``retrain_s``; asked beats are not test beats. A protocol of its own."""
+
+    budget: int = 0  # beats a cardiologist labels after the training minutes; 0: off (strict)
+    interval_s: float = 60.0  # at most one question per interval of the record
+    retrain_s: float = 300.0  # fine-tune with the answers so far every this many seconds
+    strategy: str = "margin"  # margin | abnormal (see review.STRATEGIES)
+    epochs: int = 2  # fine-tuning epochs per retraining round
+    repeat: int = 10  # answered beats repeated this often in the fine-tuning set
+
+
+@dataclass
 class PatientModelConfig:
     """How patient-specific models are built (shared by finetune and the noise stress test)."""
 
@@ -224,6 +238,7 @@ class PatientModelConfig:
     # fitted on the other patients' first minutes (their training beats only); 0: off
     abs: AbsConfig = field(default_factory=AbsConfig)
     synth: SynthConfig = field(default_factory=lambda: SynthConfig(n_per_class=0))
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 @dataclass
@@ -477,6 +492,7 @@ class PersonalizeConfig:
     annotator: str = "ecgcnn"  # extension of the annotation file written
     threads: int = 2  # torch threads
     report: bool = True  # report.md/html (patient_specific) next to metrics.json
+    review: ReviewConfig = field(default_factory=ReviewConfig)  # patient_specific only
 
 
 def register_configs() -> None:

@@ -35,6 +35,8 @@ def main(cfg: DictConfig) -> None:
     elif "binary" in m:
         b = m["binary"]
         line += f": Se {pct(b['Se'])} +P {pct(b['PPV'])} F1 {pct(b['F1'])}"
+    if "review" in m:
+        line += f" ({m['review']['asked']} beats asked and not scored: review-in-the-loop)"
     print(f"{line} in {m['seconds']} s; annotations: {m['annotations']}")
 
 

@@ -16,7 +16,7 @@ SHARED_GROUPS = ("data", "model", "split")
 
 
 def common_config(
-    overrides, view: str, minutes: float, epochs: int, num_threads: int = 1
+    overrides, view: str, minutes: float, epochs: int, num_threads: int = 1, seed: int = 0
 ) -> DictConfig:
     """The ``ecgcnn-train`` config of one view's common model.
 
@@ -27,6 +27,7 @@ def common_config(
     view : input view (``data.beat.template``)
     minutes : every reference patient's first minutes that join the common set
     epochs : training epochs (best-by-validation on a hold-out of those training beats)
+    seed : ``trainer.seed`` (initial weights, shuffling, the validation hold-out)
     """
     from ecgcnn.personalize.kit import compose_config
 
@@ -39,6 +40,7 @@ def common_config(
             "trainer.progress=false",
             f"trainer.num_threads={num_threads}",
             f"trainer.max_epochs={epochs}",
+            f"trainer.seed={seed}",
             f"split.minutes={minutes}",
             *ft,
         ],

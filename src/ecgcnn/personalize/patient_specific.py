@@ -159,7 +159,9 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
             )
         train_all = BeatSet.concat([train_all, synthetic_beats(cfg, beats, rec, patient.own_train)])
     out_dir = Path(out_dir)
-    by_view, n_params = train_views(cfg, train_all, patient.test, rec, out_dir, prepared, inits)
+    by_view, n_params, models = train_views(
+        cfg, train_all, patient.test, rec, out_dir, prepared, inits
+    )
     n_models = len(views) * cfg.ensemble
     proba = sum(by_view.values()) / n_models
     pred = proba.argmax(1)
@@ -186,9 +188,19 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
             "view_confusion": {
                 v: score(patient.test.y, p.argmax(1))["confusion"] for v, p in by_view.items()
             },
-            "seconds": round(time.perf_counter() - t0, 3),
         }
     )
+    if cfg.review.budget > 0:
+        # the second protocol, on copies of the strict models: their figures above stay as they are
+        from ecgcnn.personalize.review import review_metrics, review_record
+
+        start = boundary_sample(cfg.split.minutes, cfg.data.fs)
+        rv = review_record(
+            models, prepared, plain, train_all, patient.test, start, cfg.data.fs,
+            cfg.review, cfg.optim, cfg.trainer,
+        )  # fmt: skip
+        metrics["review"] = review_metrics(patient.test, rv)
+    metrics["seconds"] = round(time.perf_counter() - t0, 3)
     if cfg.report:
         write_report(
             metrics,
@@ -209,7 +221,7 @@ def train_views(
     out_dir: Path,
     prepared: str,
     inits: list[str | None],
-) -> tuple[dict[str, np.ndarray], int]:
+) -> tuple[dict[str, np.ndarray], int, list[tuple[str, torch.nn.Module]]]:
     """Train a patient's models, ``cfg.ensemble`` per view of ``cfg.views``, save each one
     (``model_file``) with its data settings, and give each view's summed class probabilities
     on ``test``.
@@ -226,14 +238,15 @@ def train_views(
 
     Returns
     -------
-    (view -> (len(test), classes) probabilities summed over the view's models, parameters)
+    (view -> (len(test), classes) probabilities summed over the view's models, parameters,
+    the (view, model) pairs)
     """
     views = list(cfg.views)
     train_full, val_full = validation_split(train_all, cfg.trainer.val_fraction, cfg.trainer.seed)
     device = select_device(cfg.trainer.device)
     plain = plain_channels(cfg.data)
     out_dir = Path(out_dir)
-    n_params, by_view = 0, {}
+    n_params, by_view, models = 0, {}, []
     for view, init in zip(views, inits):
 
         def cut(b, v=view):
@@ -247,6 +260,7 @@ def train_views(
             fit(model, train_set, val_set, cfg.optim, tcfg, out_dir=None, desc=f"patient {rec}")
             by_view[view] = predict(model, te, device) + by_view.get(view, 0)
             n_params += sum(q.numel() for q in model.parameters())
+            models.append((view, model))
             save_checkpoint(
                 {
                     "model": model.state_dict(),
@@ -262,7 +276,7 @@ def train_views(
                 },
                 out_dir / model_file(view, k, cfg.ensemble),
             )
-    return by_view, n_params
+    return by_view, n_params, models
 
 
 def synthetic_beats(

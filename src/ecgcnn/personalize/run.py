@@ -94,12 +94,28 @@ def _patient_specific(kit: Kit, cfg, beats: BeatSet, name: str, out_dir: Path):
     if len(own) == 0:
         raise EcgError(f"{cfg.record}: no labelled beat in the first {cfg.minutes:g} min")
     train_all = BeatSet.concat([common, own])
-    by_view, _ = train_views(
+    by_view, _, models = train_views(
         ps, train_all, beats, name, out_dir, kit.prepared, [str(p) for p in kit.common_models]
     )
     proba = sum(by_view.values()) / (len(by_view) * int(ps.ensemble))
     scored = (beats.sample >= boundary) & ~in_common
-    return proba.argmax(1), scored, {"train_counts": train_all.counts()}
+    info = {"train_counts": train_all.counts()}
+    pred = proba.argmax(1)
+    if cfg.review.budget > 0:
+        from ecgcnn.data.beats import plain_channels
+        from ecgcnn.personalize.review import review_record
+
+        rest = np.flatnonzero(scored)
+        rv = review_record(
+            models, kit.prepared, plain_channels(ps.data), train_all, beats.subset(rest),
+            boundary, kit.fs, cfg.review, ps.optim, ps.trainer,
+        )  # fmt: skip
+        asked = rest[rv.asked]
+        pred[rest] = rv.proba.argmax(1)
+        pred[asked] = beats.y[asked]  # the cardiologist's answers go into the annotation file
+        scored[asked] = False  # answered beats are not test beats
+        info["review"] = {"index": asked, "beats": rv.reasons, "rounds": rv.rounds}
+    return pred, scored, info
 
 
 def _zero_shot(kit: Kit, cfg, beats: BeatSet, name: str, out_dir: Path):
@@ -159,6 +175,10 @@ def personalize_record(cfg, out_dir) -> dict:
         raise EcgError(f"mode: unknown '{cfg.mode}' ({' | '.join(MODES)})")
     if cfg.minutes <= 0:
         raise EcgError(f"minutes: got {cfg.minutes}, expected > 0 minutes")
+    if cfg.review.budget > 0 and cfg.mode != "patient_specific":
+        raise EcgError(
+            f"review.budget: review-in-the-loop needs mode=patient_specific (got {cfg.mode})"
+        )
     import torch
 
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -209,6 +229,16 @@ def personalize_record(cfg, out_dir) -> dict:
     }
     if labelled:
         result.update(_score(cfg, kit, beats, pred, scored, rec, info))
+    if "review" in info:
+        # the asked beats at the record's own rate, for the cardiologist's list
+        for i, b in zip(info["review"]["index"], info["review"]["beats"]):
+            b.update(sample=int(own_samples[i]), time_s=round(own_samples[i] / rec.fs, 2))
+        result["review"] = {
+            "budget": int(cfg.review.budget),
+            "asked": len(info["review"]["beats"]),
+            "rounds": info["review"]["rounds"],
+            "beats": info["review"]["beats"],
+        }
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if labelled:
         _write_outputs(cfg, result, out_dir)
@@ -237,6 +267,25 @@ def _score(cfg, kit, beats, pred, scored, rec, info) -> dict:
     }
 
 
+def _review_notes(review: dict | None) -> list[str]:
+    """Report lines of review-in-the-loop: which beats were asked for, and why."""
+    if not review:
+        return []
+    lines = [
+        (
+            f"Review-in-the-loop (review.budget={review['budget']}): {review['asked']} beats "
+            f"asked after the training minutes, {review['rounds']} fine-tuning rounds; "
+            "asked beats are not scored (a protocol of its own, not the strict one)."
+        )
+    ]
+    for b in review["beats"]:
+        lines.append(
+            f"Asked: sample {b['sample']} ({b['time_s']:.1f} s), model said {b['predicted']} "
+            f"(margin {b['margin']:.2f}), answer {b['label']}: {b['why']}."
+        )
+    return lines
+
+
 def _write_outputs(cfg, metrics: dict, out_dir: Path) -> None:
     if cfg.mode == "patient_specific" and cfg.report:
         from ecgcnn.evaluation.report import published_for, write_report
@@ -251,7 +300,8 @@ def _write_outputs(cfg, metrics: dict, out_dir: Path) -> None:
                     f"record {metrics['path']} ({metrics['fs']:g} Hz, lead "
                     f"{metrics['lead']}), kit {metrics['kit']}; scored on the beats "
                     f"after the first {metrics['minutes']:g} min"
-                )
+                ),
+                *_review_notes(metrics.get("review")),
             ],
         )
         return
