@@ -48,6 +48,8 @@ def check_review(rcfg: DictConfig) -> None:
     for key in ("interval_s", "retrain_s"):
         if float(rcfg[key]) <= 0:
             raise EcgError(f"review.{key}: got {rcfg[key]}, expected > 0 seconds")
+    if int(rcfg.replay) < 0:
+        raise EcgError(f"review.replay: got {rcfg.replay}, expected >= 0 beats (0: all)")
     if int(rcfg.epochs) < 1 or int(rcfg.repeat) < 1:
         raise EcgError(
             f"review.epochs / review.repeat: got {rcfg.epochs} / {rcfg.repeat}, expected >= 1"
@@ -147,7 +149,15 @@ def review_record(
             )
         if new and r < n_rounds - 1:  # answers of the last round teach nothing still to come
             answered = rest.subset(np.asarray(asked))
-            data = BeatSet.concat([train_all, *([answered] * int(rcfg.repeat))])
+            base = train_all
+            if 0 < int(rcfg.replay) < len(train_all):
+                # a fresh sample of the training beats each round keeps what the model knew
+                # at a fraction of the cost of the whole set
+                rng = np.random.default_rng(int(trainer_cfg.seed) + r)
+                base = train_all.subset(
+                    np.sort(rng.choice(len(train_all), int(rcfg.replay), False))
+                )
+            data = BeatSet.concat([base, *([answered] * int(rcfg.repeat))])
             tcfg = OmegaConf.merge(
                 trainer_cfg,
                 {"max_epochs": int(rcfg.epochs), "val_fraction": 0.0, "progress": False},

@@ -1,0 +1,152 @@
+"""Review-in-the-loop (ecgcnn.personalize.review): the budget and one question per interval,
+causality (a beat's class never depends on a later answer), asked beats not scored, the
+strict models untouched, bad settings refused; and the benchmark's --review/--seeds mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose
+from omegaconf import OmegaConf
+
+from ecgcnn.config import ReviewConfig
+from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
+from ecgcnn.errors import EcgError
+from ecgcnn.models import build_model
+from ecgcnn.personalize.review import review_metrics, review_record
+from ecgcnn.training.loop import predict, seed_everything
+
+FS = 360.0
+START = 300 * 360  # first sample after 5 training minutes
+
+
+def _beats(n: int, start: int, step_s: float, seed: int) -> BeatSet:
+    rng = np.random.default_rng(seed)
+    y = rng.choice([0, 0, 0, 1, 2], size=n).astype(np.int64)
+    x = rng.normal(size=(n, 2, 128)).astype(np.float32)
+    x[:, 0, 50:70] += y[:, None].astype(np.float32)  # the classes differ a little
+    return BeatSet(
+        x=x,
+        rr=rng.normal(size=(n, len(RR_FEATURES))).astype(np.float32),
+        y=y,
+        sample=(start + np.arange(n) * step_s * FS).astype(np.int64),
+        record=np.full(n, "900"),
+        symbol=np.full(n, "N"),
+    )
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = compose("finetune", ["record=100", "trainer=finetune"])
+    seed_everything(0)
+    model = build_model(cfg.model, 2, 128, len(RR_FEATURES), len(CLASSES))
+    train = _beats(60, 0, 4.0, 1)
+    # 10 minutes after the training minutes, one beat every 5 s: 120 beats, 10 intervals
+    rest = _beats(120, START, 5.0, 2)
+    return cfg, model, train, rest
+
+
+def _review(setup, rest=None, **kw):
+    cfg, model, train, rest0 = setup
+    rcfg = OmegaConf.merge(OmegaConf.structured(ReviewConfig), {"budget": 6, **kw})
+    return review_record(
+        [("none", model)], "none", 2, train, rest0 if rest is None else rest, START, FS, rcfg,
+        cfg.optim, cfg.trainer,
+    )  # fmt: skip
+
+
+def test_budget_one_question_per_interval_and_strict_model_untouched(setup):
+    cfg, model, train, rest = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rv = _review(setup, retrain_s=120.0)
+    assert len(rv.asked) == 6  # budget reached in the first 6 of 10 minutes
+    minutes = ((rest.sample[rv.asked] - START) / FS // 60).astype(int)
+    assert minutes.tolist() == [0, 1, 2, 3, 4, 5]  # one per minute, in time order
+    # 10 min in rounds of 2 min: the answers of 3 rounds teach; the last round's would not
+    assert rv.rounds == 3
+    assert [b["label"] for b in rv.reasons] == [CLASSES[k] for k in rest.y[rv.asked]]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # the first round is classified by the strict model itself
+    first = (rest.sample - START) / FS < 120
+    strict = predict(model, rest.subset(first), torch.device("cpu"))
+    np.testing.assert_allclose(rv.proba[first], strict, rtol=1e-6)
+    # the asked beat of each minute is that minute's least certain one under the model then
+    top2 = np.sort(rv.proba, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    for i, m in zip(rv.asked, minutes):
+        inm = ((rest.sample - START) / FS // 60).astype(int) == m
+        assert margin[i] == margin[inm].min()
+
+
+def test_no_beat_is_classified_with_a_later_answer(setup):
+    cfg, model, train, rest = setup
+    rv = _review(setup)
+    changed = rest.subset(np.arange(len(rest)))
+    later = (rest.sample - START) / FS >= 300  # the second 5-min round
+    changed.y = np.where(later, (rest.y + 1) % 3, rest.y)  # other answers from minute 5 on
+    rv2 = _review(setup, rest=changed)
+    np.testing.assert_array_equal(rv.proba[~later], rv2.proba[~later])
+    assert rv.asked[:5].tolist() == rv2.asked[:5].tolist()
+
+
+def test_asked_beats_are_not_scored(setup):
+    cfg, model, train, rest = setup
+    rv = _review(setup)
+    m = review_metrics(rest, rv)
+    assert m["asked"] == 6 and m["n_test"] == len(rest) - 6
+    assert int(np.asarray(m["confusion"]).sum()) == len(rest) - 6
+    keep = np.setdiff1d(np.arange(len(rest)), rv.asked)
+    tp_v = int(((rest.y[keep] == 2) & (rv.proba[keep].argmax(1) == 2)).sum())
+    assert m["VEB"]["TP"] == tp_v
+    assert sum(m["asked_counts"].values()) == 6
+
+
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"budget": -1}, "review.budget"),
+        ({"interval_s": 0}, "review.interval_s"),
+        ({"strategy": "oracle"}, "review.strategy"),
+        ({"replay": -5}, "review.replay"),
+    ],
+)
+def test_bad_settings_refused(setup, bad, key):
+    with pytest.raises(EcgError, match=key):
+        _review(setup, **bad)
+
+
+@pytest.mark.slow
+def test_benchmark_review_and_seeds(mitdb, tmp_path):
+    """--review 3 --seeds 0,1 on one record: both protocols' figures, the range over seeds, the
+    asked beats in review.json and never more than the budget."""
+    out = tmp_path / "out"
+    args = ["--records", "119", "--common-model", "none", "--workers", "1", "--out", str(out)]
+    args += ["--seeds", "0,1", "--review", "3", "trainer.max_epochs=1", "views=[none]"]
+    proc = subprocess.run(
+        [sys.executable, "scripts/benchmark_patient_specific.py", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "ECGCNN_DATA_DIR": str(mitdb)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["seeds"] == [0, 1] and len(line["per_seed"]) == 2
+    lo, hi = line["VEB_range"]["Se"]
+    assert lo <= line["VEB"]["Se"] <= hi
+    assert line["review"]["asked"] == 3
+    for s in (0, 1):
+        rv = json.loads((out / f"seed{s}" / "review.json").read_text())
+        beats = rv["per_record"]["119"]["asked"]
+        assert len(beats) == 3 and all(b["time_s"] >= 300 for b in beats)
+        strict = json.loads((out / f"seed{s}" / "119_m5" / "metrics.json").read_text())
+        assert strict["review"]["n_test"] == strict["n_beats"] - 3
