@@ -3,6 +3,7 @@
 
     python scripts/benchmark_patient_specific.py [OVERRIDES...] [--workers N] [--out DIR]
                                                  [--minutes 1,2,3,5] [--common-model train|none|PATH]
+                                                 [--seeds 0,1,2] [--review [25]]
 
 Prepares (or reuses) the beat cache; for each input view of the config (``views``, default
 [none, add]: the plain windows, and the plain windows plus their running-template differences)
@@ -14,8 +15,17 @@ patient on the rest of the record; and writes summary.json and report.{md,html} 
 (default outputs/benchmark_ps/<time>). ``--common-model none`` trains every patient model from
 scratch, as Kiranyaz 2016 does. Overrides are Hydra overrides of configs/finetune.yaml (e.g.
 ``'views=[none]'``: one plain model per patient, ``trainer.max_epochs=20 ensemble=3``).
+``--seeds 0,1,2`` runs the whole benchmark once per ``trainer.seed`` (common and patient models;
+the 245-beat common set stays the protocol's) under ``OUT/seed<s>/``; the figures are then the
+mean over seeds, with ``VEB_range``/``SVEB_range`` ([min, max]) and ``per_seed``. ``--review N``
+(25 when no number follows; put it after the overrides) also runs the review-in-the-loop
+protocol (``ecgcnn.personalize.review``, ``review.*`` overrides) on copies of the same models:
+at most N beats per patient asked after the training minutes, not scored; its gross figures in
+``"review"`` (with ``"asked"``: beats asked in all, per seed), the asked beats and why in
+``OUT/[seed<s>/]review.json``. The strict figures of the same run are unchanged by it.
 Prints the per-patient training time, the gross table, and ends with one JSON line:
-{"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}}.
+{"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}[, "VEB_range",
+"SVEB_range", "seeds", "per_seed"][, "review": {"VEB", "SVEB", "asked", ...}]}.
 """
 
 from __future__ import annotations

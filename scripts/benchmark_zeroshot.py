@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Zero-shot ABS benchmark over the persons of ``configs/zeroshot.yaml`` (34 by default).
 
-    python scripts/benchmark_zeroshot.py [--jobs 2] [--out DIR] [--records 100,208] [overrides…]
+    python scripts/benchmark_zeroshot.py [--jobs 2] [--out DIR] [--records 100,208]
+                                         [--seeds 0,1,2] [overrides…]
     python scripts/benchmark_zeroshot.py --summarize multirun/zeroshot/<date>
 
 Runs the plain per-patient function in-process (or in ``--jobs`` joblib workers, one torch
@@ -39,6 +40,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="output folder (default outputs/bench_zeroshot/…)")
     ap.add_argument("--records", default=None, help="comma-separated subset of the persons")
     ap.add_argument("--summarize", default=None, help="only summarize an existing folder")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list, e.g. 0,1,2: one run per seed under OUT/seed<s>/, figures as their "
+        "mean with <key>_range (default: one run with the config's seeds)",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of configs/zeroshot.yaml")
     args = ap.parse_args()
     if args.summarize:
@@ -46,19 +53,71 @@ def main() -> None:
         return
 
     t0 = time.perf_counter()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        # per-person figures on (beats.png: average normal, real and synthetic abnormal beats;
-        # embedded in report.html); figures=false skips them
-        cfg = compose("zeroshot", overrides=["trainer.progress=false", *args.overrides])
-    records = args.records.split(",") if args.records else [str(r) for r in cfg.records]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     out = Path(args.out or f"outputs/bench_zeroshot/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-    data = load_beats(cfg.data, records=sorted({*records, *map(str, cfg.library_records)}))
-    if args.jobs > 1:
+    heads = []
+    data = None
+    for seed in seeds:
+        # seed s: the library/synthesis draws (seed=s) and the ensemble's models (trainer.seed
+        # 3s .. 3s+2), so no two seeds share a model; seed 0 is the config's default
+        seeded = [] if seed is None else [f"seed={seed}", f"trainer.seed={3 * seed}"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            # per-person figures on (beats.png: average normal, real and synthetic abnormal
+            # beats; embedded in report.html); figures=false skips them
+            cfg = compose(
+                "zeroshot", overrides=["trainer.progress=false", *args.overrides, *seeded]
+            )
+        records = args.records.split(",") if args.records else [str(r) for r in cfg.records]
+        if data is None:
+            data = load_beats(cfg.data, records=sorted({*records, *map(str, cfg.library_records)}))
+        sub = out if seed is None else out / f"seed{seed}"
+        heads.append(_one_seed(cfg, data, records, sub, args.jobs, seed))
+    line = dict(heads[0])
+    if len(seeds) > 1:
+        for k in _HEAD:
+            vals = [h[k] for h in heads if h[k] is not None]
+            line[k] = sum(vals) / len(vals) if vals else None
+            line[f"{k}_range"] = [min(vals), max(vals)] if vals else None
+        line["seeds"] = seeds
+        line["per_seed"] = [
+            {k: h[k] for k in ("f1", "se", "ppv", "p_detect_first3")} for h in heads
+        ]
+        print(f"{'seed':>5} {'F1':>6} {'Se':>6} {'+P':>6} {'1st3':>6}")
+        for s, h in zip(seeds, heads):
+            print(
+                f"{s:>5} "
+                + " ".join(f"{h[k]:6.3f}" for k in ("f1", "se", "ppv", "p_detect_first3"))
+            )
+        print(
+            f"{'mean':>5} "
+            + " ".join(f"{line[k]:6.3f}" for k in ("f1", "se", "ppv", "p_detect_first3"))
+            + "  range F1 "
+            + "-".join(f"{v:.3f}" for v in line["f1_range"])
+        )
+    line["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(line))
+
+
+#: headline figures averaged over seeds (each also gets a ``<key>_range``)
+_HEAD = (
+    "p_detect_first3",
+    "p_detect_first3_model",
+    "p_detect_triplets",
+    "f1",
+    "se",
+    "spe",
+    "ppv",
+    "acc",
+    "false_alarms_per_hour",
+)
+
+
+def _one_seed(cfg, data, records, out: Path, jobs: int, seed) -> dict:
+    """Every person of one seed: their table printed, the headline figures returned."""
+    if jobs > 1:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=args.jobs)(
-            delayed(_one)(cfg, data.beats, r, out) for r in records
-        )
+        results = Parallel(n_jobs=jobs)(delayed(_one)(cfg, data.beats, r, out) for r in records)
     else:
         results = [_one(cfg, data.beats, r, out) for r in records]
     summ = write_summary(results, out, title="Zero-shot ABS benchmark")
@@ -66,6 +125,8 @@ def main() -> None:
     def pct(x):
         return "   –" if x is None else f"{100 * x:5.1f}"
 
+    if seed is not None:
+        print(f"seed {seed}:")
     print(
         f"{'rec':>4} {'N':>5} {'S+V':>5} {'Se':>5} {'Spe':>5} {'+P':>5} {'F1':>5} "
         f"{'1st3':>4} {'FA/h':>6}"
@@ -81,23 +142,18 @@ def main() -> None:
         )
     g = summ["binary_gross"]
     print(f"report: {out / 'report.html'}")
-    print(
-        json.dumps(
-            {
-                "p_detect_first3": summ["p_detect_first3"],
-                "p_detect_first3_model": summ["p_detect_first3_model"],
-                "p_detect_triplets": summ["p_detect_triplets"],
-                "f1": g["F1"],
-                "se": g["Se"],
-                "spe": g["Spe"],
-                "ppv": g["PPV"],
-                "acc": g["Acc"],
-                "false_alarms_per_hour": summ["false_alarms_per_hour"],
-                "patients": summ["patients"],
-                "wall_s": round(time.perf_counter() - t0, 1),
-            }
-        )
-    )
+    return {
+        "p_detect_first3": summ["p_detect_first3"],
+        "p_detect_first3_model": summ["p_detect_first3_model"],
+        "p_detect_triplets": summ["p_detect_triplets"],
+        "f1": g["F1"],
+        "se": g["Se"],
+        "spe": g["Spe"],
+        "ppv": g["PPV"],
+        "acc": g["Acc"],
+        "false_alarms_per_hour": summ["false_alarms_per_hour"],
+        "patients": summ["patients"],
+    }
 
 
 if __name__ == "__main__":

@@ -1,14 +1,9 @@
 """Review-in-the-loop (ecgcnn.personalize.review): the budget and one question per interval,
 causality (a beat's class never depends on a later answer), asked beats not scored, the
-strict models untouched, bad settings refused; and the benchmark's --review/--seeds mode."""
+strict models untouched, bad settings refused. The benchmark's --review mode:
+tests/test_benchmark_seeds.py."""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +58,7 @@ def _review(setup, rest=None, **kw):
 
 
 def test_budget_one_question_per_interval_and_strict_model_untouched(setup):
-    cfg, model, train, rest = setup
+    _, model, _, rest = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rv = _review(setup, retrain_s=120.0)
     assert len(rv.asked) == 6  # budget reached in the first 6 of 10 minutes
@@ -86,7 +81,7 @@ def test_budget_one_question_per_interval_and_strict_model_untouched(setup):
 
 
 def test_no_beat_is_classified_with_a_later_answer(setup):
-    cfg, model, train, rest = setup
+    rest = setup[3]
     rv = _review(setup)
     changed = rest.subset(np.arange(len(rest)))
     later = (rest.sample - START) / FS >= 300  # the second 5-min round
@@ -97,7 +92,7 @@ def test_no_beat_is_classified_with_a_later_answer(setup):
 
 
 def test_asked_beats_are_not_scored(setup):
-    cfg, model, train, rest = setup
+    rest = setup[3]
     rv = _review(setup)
     m = review_metrics(rest, rv)
     assert m["asked"] == 6 and m["n_test"] == len(rest) - 6
@@ -120,33 +115,3 @@ def test_asked_beats_are_not_scored(setup):
 def test_bad_settings_refused(setup, bad, key):
     with pytest.raises(EcgError, match=key):
         _review(setup, **bad)
-
-
-@pytest.mark.slow
-def test_benchmark_review_and_seeds(mitdb, tmp_path):
-    """--review 3 --seeds 0,1 on one record: both protocols' figures, the range over seeds, the
-    asked beats in review.json and never more than the budget."""
-    out = tmp_path / "out"
-    args = ["--records", "119", "--common-model", "none", "--workers", "1", "--out", str(out)]
-    args += ["--seeds", "0,1", "--review", "3", "trainer.max_epochs=1", "views=[none]"]
-    proc = subprocess.run(
-        [sys.executable, "scripts/benchmark_patient_specific.py", *args],
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "ECGCNN_DATA_DIR": str(mitdb)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert line["seeds"] == [0, 1] and len(line["per_seed"]) == 2
-    lo, hi = line["VEB_range"]["Se"]
-    assert lo <= line["VEB"]["Se"] <= hi
-    assert line["review"]["asked"] == 3
-    for s in (0, 1):
-        rv = json.loads((out / f"seed{s}" / "review.json").read_text())
-        beats = rv["per_record"]["119"]["asked"]
-        assert len(beats) == 3 and all(b["time_s"] >= 300 for b in beats)
-        strict = json.loads((out / f"seed{s}" / "119_m5" / "metrics.json").read_text())
-        assert strict["review"]["n_test"] == strict["n_beats"] - 3
