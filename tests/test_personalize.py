@@ -132,6 +132,33 @@ def test_personalize_128hz_both_modes(kit, patient128, tmp_path):
             assert ck["zeroshot"]["beat_scale"] == "running" and ck["data"]["fs"] == 360.0
 
 
+def test_personalize_review_in_the_loop(kit, patient128, tmp_path):
+    """review.budget=3, one question per 20 s: three beats asked after the training minutes, at
+    the record's own rate, answered with the reference label, listed in the report, not scored."""
+    path, r, syms = patient128
+    review = {"budget": 3, "interval_s": 20.0, "retrain_s": 20.0, "replay": 16}
+    m = personalize_record(person_cfg(kit, path, lead="ECG1", review=review), tmp_path / "rv")
+    asked = m["review"]["beats"]
+    assert m["review"]["asked"] == 3 and m["review"]["rounds"] >= 2
+    samples = [b["sample"] for b in asked]
+    assert set(samples) <= set(np.asarray(r).tolist()) and samples == sorted(samples)
+    # one per 20-s interval after the first MIN minutes
+    assert sorted({int((s / 128 - MIN * 60) // 20) for s in samples}) == [0, 1, 2]
+    label = dict(zip(np.asarray(r).tolist(), syms))
+    assert [b["label"] for b in asked] == ["N" if label[s] == "N" else "V" for s in samples]
+    after = int((np.asarray(r) >= MIN * 60 * 128).sum())
+    assert m["n_beats"] in (after - 3, after - 4, after - 5)  # edge beats dropped as above
+    ann = wfdb.rdann(str(tmp_path / "rv" / "p128"), "ecgcnn")
+    written = dict(zip(ann.sample.tolist(), ann.symbol))
+    assert [written[s] for s in samples] == [b["label"] for b in asked]
+    report = (tmp_path / "rv" / "report.md").read_text()
+    assert all(f"Asked: sample {s} " in report for s in samples)
+    with pytest.raises(EcgError, match="review.budget"):
+        personalize_record(
+            person_cfg(kit, path, lead="ECG1", mode="zero_shot", review=review), tmp_path / "z"
+        )
+
+
 def test_reference_patient_is_leave_one_out(kit, tmp_path):
     k = load_kit(kit)
     m = personalize_record(
