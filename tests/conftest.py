@@ -83,7 +83,8 @@ def compose(config_name: str, overrides=()):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import ecgcnn.config  # noqa: F401
+    # registers the base_* schemas (ecgcnn.config's and base_inter_patient)
+    import ecgcnn.training.inter_patient  # noqa: F401
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hcompose(
@@ -98,7 +99,10 @@ def load_group(group: str, name: str):
     from ecgcnn import config as c
 
     schemas = {
-        "split": c.SplitConfig,
+        "split": {
+            "patient_specific": c.PatientSpecificSplit,
+            "inter_patient": c.InterPatientSplit,
+        }.get(name),
         "model": c.ModelConfig,
         "optim": c.OptimConfig,
         "trainer": c.TrainerConfig,

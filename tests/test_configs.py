@@ -138,6 +138,11 @@ def test_every_group_option_composes_in_train_and_builds(group, option):
         ("trainer.max_epochs=abc", "max_epochs"),
         ("model.activation_param=xyz", "activation_param"),
         ("optim.lr=fast", "lr"),
+        # choices are Enums: a value outside them fails here, naming the allowed ones
+        ("model.activation=wiggle", "relu, relu6, tanh"),
+        ("data.filter.kind=lowpass", "none, bandpass, median, median+bandpass"),
+        ("trainer.device=tpu", "auto, cpu, cuda"),
+        ("split.name=leave_one_out", "patient_specific, inter_patient"),
     ],
 )
 def test_typo_and_wrong_type_fail_at_compose_time(override, needle):

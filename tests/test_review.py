@@ -108,10 +108,16 @@ def test_asked_beats_are_not_scored(setup):
     [
         ({"budget": -1}, "review.budget"),
         ({"interval_s": 0}, "review.interval_s"),
-        ({"strategy": "oracle"}, "review.strategy"),
         ({"replay": -5}, "review.replay"),
     ],
 )
 def test_bad_settings_refused(setup, bad, key):
     with pytest.raises(EcgError, match=key):
         _review(setup, **bad)
+
+
+def test_unknown_strategy_refused_at_compose():
+    from omegaconf.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="strategy"):
+        OmegaConf.merge(OmegaConf.structured(ReviewConfig), {"strategy": "oracle"})
