@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "src" / "ecgcnn" / "configs"
 
 
 def synth_ecg(n_beats: int = 60, fs: int = 360, rr_s: float = 0.8, seed: int = 0, v_every: int = 0):

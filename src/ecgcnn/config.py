@@ -17,11 +17,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-#: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
-#: ``configs/`` folder of the source tree this package was installed from.
-CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(
-    Path(__file__).resolve().parents[2] / "configs"
-)
+#: Hydra config directory: the YAMLs ship inside the package (package data), so an installed
+#: ecgcnn works from any directory; ``$ECGCNN_CONFIG_DIR`` points the apps at a copy of yours.
+CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parent / "configs")
 
 
 class Choice(str, Enum):
