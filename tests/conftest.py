@@ -69,6 +69,35 @@ def synth_dir(tmp_path) -> Path:
     return d
 
 
+#: Fixtures that read real records (MIT-BIH, NSTDB): a test using one is marked ``needs_data``.
+DATA_FIXTURES = ("mitdb", "data_dir", "model_119", "nstdb")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``needs_data`` on every test that uses the real records, so ``-m "not needs_data"``
+    selects the data-free tests (they run without ECGCNN_DATA_DIR)."""
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in DATA_FIXTURES):
+            item.add_marker(pytest.mark.needs_data)
+
+
+@pytest.fixture(scope="session")
+def bindir() -> Path:
+    """WFDB's bxb and sumstats, built once from the shared sources (skipped without a C
+    compiler or the sources)."""
+    import shutil
+
+    from ecgcnn.errors import EcgError
+    from ecgcnn.evaluation import bxb
+
+    try:
+        return bxb.build_bxb()
+    except EcgError as exc:
+        if shutil.which(os.environ.get("CC", "cc")) is None or "not found" in str(exc):
+            pytest.skip(f"bxb cannot be built here: {exc}")
+        raise
+
+
 @pytest.fixture(scope="session")
 def mitdb() -> Path:
     """The real MIT-BIH copy from $ECGCNN_DATA_DIR (integration tests are skipped without it)."""
