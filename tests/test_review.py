@@ -11,11 +11,11 @@ import torch
 from conftest import compose
 from omegaconf import OmegaConf
 
-from ecgcnn.config import ReviewConfig
 from ecgcnn.data.beats import CLASSES, RR_FEATURES, BeatSet
 from ecgcnn.errors import EcgError
 from ecgcnn.models import build_model
 from ecgcnn.personalize.review import review_metrics, review_record
+from ecgcnn.personalize.settings import ReviewConfig
 from ecgcnn.training.loop import predict, seed_everything
 
 FS = 360.0

@@ -17,11 +17,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-#: Hydra config directory: ``$ECGCNN_CONFIG_DIR`` (set in the Docker image), else the
-#: ``configs/`` folder of the source tree this package was installed from.
-CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(
-    Path(__file__).resolve().parents[2] / "configs"
-)
+#: Hydra config directory: the YAMLs ship inside the package (package data), so an installed
+#: ecgcnn works from any directory; ``$ECGCNN_CONFIG_DIR`` points the apps at a copy of yours.
+CONFIG_DIR = os.environ.get("ECGCNN_CONFIG_DIR") or str(Path(__file__).resolve().parent / "configs")
 
 
 class Choice(str, Enum):
@@ -63,7 +61,6 @@ Labels = _choice("Labels", "nsv binary")
 BeatScale = _choice("BeatScale", "none std running")
 RRMode = _choice("RRMode", "source ectopic")
 Personalization = _choice("Personalization", "patient_specific zero_shot")
-ReviewStrategy = _choice("ReviewStrategy", "margin abnormal")  # personalize/review.py
 
 
 def _list(*items):
@@ -263,300 +260,9 @@ class EvalConfig(AppConfig):  # data: root/cache only, the beat settings are the
 
 
 @dataclass
-class AbsConfig:
-    taps: int = 31  # FIR length (odd, centered); 31 of 128 samples = 170 ms at 360 Hz
-    ridge: float = 0.01  # Tikhonov weight, relative to the mean energy of the normal beat
-    per_patient: int = 20  # at most this many abnormal beats per class and library patient
-    classes: list[str] = _list("S", "V")
-    max_residual: float = 1.0  # drop filters with a larger relative fit error (1.0: keep all)
-
-
-@dataclass
-class SynthConfig:
-    n_per_class: int = 600  # synthetic beats per abnormal class
-    from_average: float = 0.5  # share made from the average normal beat (rest: single beats)
-    scale: float = 0.1  # amplitude factor 1 +- scale
-    noise: float = 0.01  # Gaussian noise std, mV
-    shift: int = 2  # circular shift of the beat channel, samples
-    rr_mode: RRMode = RRMode.source  # RR context of the synthetic beats
-
-
-@dataclass
-class ReviewConfig:
-    """Review-in-the-loop (``ecgcnn.personalize.review``): after the training minutes the
-    model asks for the labels of at most ``budget`` beats, one per ``interval_s`` at most, and
-    is fine-tuned every ``retrain_s``; asked beats are not test beats. A protocol of its own."""
-
-    budget: int = 0  # beats a cardiologist labels after the training minutes; 0: off (strict)
-    interval_s: float = 60.0  # at most one question per interval of the record
-    # fine-tune with the answers so far every this many seconds (300 s: SVEB Se 45.0 instead
-    # of 65.6 on 6 hard records: a beat waits up to a round for what its neighbours taught)
-    retrain_s: float = 60.0
-    strategy: ReviewStrategy = ReviewStrategy.margin  # see review.STRATEGIES
-    epochs: int = 1  # fine-tuning epochs per retraining round (2: worse and slower)
-    repeat: int = 10  # answered beats repeated this often in the fine-tuning set
-    replay: int = 256  # training beats (common set + first minutes) drawn per round; 0: all
-
-
-@dataclass
-class PatientModelConfig(TrainingConfig):
-    """How patient-specific models are built (shared by finetune and the noise stress test)."""
-
-    split: PatientSpecificSplit = MISSING
-    # input views (data.beat.template values): one model per view, probabilities averaged
-    views: list[Template] = _list(Template.none)
-    # a common-model checkpoint, or a list with one per view (in order); None: from scratch
-    init_from: Any = None
-    freeze_conv: bool = False  # with init_from: train only the FC layers
-    ensemble: int = 1  # models trained with seeds seed .. seed+ensemble-1, probabilities averaged
-    # abnormal-beat synthesis (Sci Rep 2017) as augmentation: synth.n_per_class synthetic beats
-    # of each abs.classes class from the patient's own first-minutes N beats, with filters
-    # fitted on the other patients' first minutes; 0: off
-    abs: AbsConfig = field(default_factory=AbsConfig)
-    synth: SynthConfig = field(default_factory=lambda: SynthConfig(n_per_class=0))
-    review: ReviewConfig = field(default_factory=ReviewConfig)
-
-
-@dataclass
-class FinetuneConfig(PatientModelConfig):
-    """One patient's model under the patient-specific protocol (Kiranyaz 2016)."""
-
-    views: list[Template] = _list(Template.none, Template.add)
-    record: str = MISSING  # the patient
-    # the patient's training windows are centred on the reference annotations (the protocol)
-    # or on the streaming detector's R peaks (what ecgcnn-monitor will see)
-    train_peaks: TrainPeaks = TrainPeaks.annotations
-    report: bool = True  # per-patient report.md/html with figures (metrics.json always)
-
-
-@dataclass
 class ExportConfig:
     checkpoint: str = MISSING  # a training checkpoint (best.pt)
     format: ExportFormat = ExportFormat.torchscript
-
-
-# ----------------------------------------------------------------------------- monitor
-@dataclass
-class RuleConfig:
-    enabled: bool = True
-    severity: Severity = Severity.medium
-    refractory_s: float = 30.0  # no second alarm of this rule within this time
-
-
-def _rule(severity: str, refractory_s: float):
-    return field(default_factory=lambda: RuleConfig(True, Severity[severity], refractory_s))
-
-
-@dataclass
-class AlarmConfig:
-    """Alarm rules (``ecgcnn.monitor.alarms``): one block per rule, then thresholds."""
-
-    v_beat: RuleConfig = _rule("low", 60.0)
-    v_couplet: RuleConfig = _rule("medium", 30.0)
-    vt: RuleConfig = _rule("high", 30.0)
-    bigeminy: RuleConfig = _rule("medium", 60.0)
-    trigeminy: RuleConfig = _rule("medium", 60.0)
-    svt: RuleConfig = _rule("medium", 30.0)
-    pause: RuleConfig = _rule("high", 10.0)
-    brady: RuleConfig = _rule("medium", 60.0)
-    tachy: RuleConfig = _rule("medium", 60.0)
-    flat_line: RuleConfig = _rule("medium", 10.0)
-    saturation: RuleConfig = _rule("medium", 10.0)
-    vt_beats: int = 3
-    svt_beats: int = 3
-    bigeminy_cycles: int = 3
-    trigeminy_cycles: int = 3
-    pause_s: float = 2.0
-    hr_beats: int = 8  # heart rate = 60 / mean of the last hr_beats RR intervals
-    brady_bpm: float = 40.0
-    tachy_bpm: float = 150.0
-    quality_window_s: float = 2.0
-    quality_hop_s: float = 0.5
-    flat_ptp_mv: float = 0.05
-    saturation_run_s: float = 0.1
-
-
-@dataclass
-class QualityConfig:
-    """Signal quality (``ecgcnn.monitor.quality``): unreadable segments are shut down (their
-    beats written as Q, no alarm from them, reported as shutdown time)."""
-
-    enabled: bool = True
-    segment_s: float = 1.0  # verdicts on a fixed grid of this step
-    context_s: float = 1.0  # each verdict looks this far on both sides of its segment
-    reference_s: float = 300.0  # the low-frequency reference: the record's past ...
-    reference_quantile: float = 0.2  # ... at this quantile
-    min_agreement: float = 0.85  # two leads: unreadable below this R-peak agreement ...
-    max_lf_excess: float = 2.5  # ... and above this 1-4 Hz / 5-25 Hz power over the reference
-    min_template_corr: float = 0.85  # ... and a beat there unlike each of the template_beats
-    template_beats: int = 16  # beats before it (a PVC run repeats its shape, noise does not)
-    # one lead: unreadable above this excess alone; None: a lone lead is never shut down,
-    # since wide-complex runs (VT) raise the excess as much as electrode motion does
-    max_lf_excess_single: float | None = None
-
-
-@dataclass
-class PlotConfig:
-    enabled: bool = True
-    start_s: float = 0.0
-    duration_s: float = 20.0
-
-
-@dataclass
-class StreamConfig(AppConfig):
-    """What the streaming apps share (data: root, annotator; the beats are the model's)."""
-
-    # checkpoint (best.pt / model.pt) or exported model.pt / .onnx; None: the shipped model
-    checkpoint: str | None = None
-    engine: Engine = Engine.fused
-    margin_s: float = 4.0  # zero-phase filter margin beyond the beat windows (both sides)
-    num_threads: int = 1
-    fs: float | None = None  # required for CSV input
-    alarms: AlarmConfig = field(default_factory=AlarmConfig)
-
-
-@dataclass
-class MonitorConfig(StreamConfig):
-    record: str | None = None  # WFDB record under data.root ...
-    input: str | None = None  # ... or a CSV / .npy file (samples x columns, mV)
-    columns: list[int] = _list(0)  # input= columns, one per lead
-    leads: list[str] = _list()  # record= leads; [] -> the model's leads
-    # more models of the same patient (e.g. <run>/208_m5/model_add.pt, the other view of a
-    # two-view patient): every beat's probabilities are averaged over all the models
-    also: list[str] = _list()
-    chunk_s: float = 1.0
-    realtime: bool = False
-    max_duration_s: float | None = None  # stream only the first seconds
-    score_from_s: float = 0.0  # score beats from here (bxb's -f; 300 = after minute 5)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    plot: PlotConfig = field(default_factory=PlotConfig)
-
-
-@dataclass
-class AnalyzeConfig(StreamConfig):
-    """``ecgcnn-analyze``: a whole recording classified offline (the stream in large blocks)."""
-
-    record: str | None = None  # a WFDB record path (no extension), an .edf or a .csv file
-    also: list[str] = _list()  # more views of the same patient, averaged
-    lead: str | None = None  # the record's lead (name or index) instead of the model's
-    block_s: float = 600.0  # signal fed to the stream at a time (memory: one block)
-    annotator: str = "ecgcnn"  # <record>.<annotator>, as ecgcnn-personalize writes
-    trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
-    report: bool = True
-
-
-@dataclass
-class LiveConfig(StreamConfig):
-    """``ecgcnn-live``: the monitor on a page (``ecgcnn.monitor.live``)."""
-
-    # a WFDB record (name under data.root, or path), an .edf, a CSV, or "-" (CSV on stdin)
-    record: str | None = None
-    lead: str | None = None  # the record's lead to use in place of the model's (ECG1, 0, ...)
-    follow: bool = False  # record is a CSV that grows: read new lines as they arrive
-    idle_timeout_s: float | None = None  # follow: end the stream after this long unchanged
-    columns: list[int] = _list(0)  # CSV columns, one per lead
-    leads: list[str] = _list()  # record leads; [] -> the model's leads
-    chunk_s: float = 0.1  # replay chunk: the strip advances in steps this long
-    max_duration_s: float | None = None  # replay only the first seconds
-    speed: float = 1.0  # initial replay speed: 1, 10, or 0 = as fast as possible
-    host: str = "127.0.0.1"  # another address opens the page to other hosts (logged)
-    port: int = 8765
-    window_s: float = 10.0  # seconds of strip on the page
-    refresh_ms: int = 50  # how often the page pulls new points (10x: 0.5 s of signal)
-    linger_s: float | None = None  # stop serving this long after the stream ends
-
-
-# ----------------------------------------------------------------------------- noise stress
-@dataclass
-class NoiseConfig:
-    root: str | None = None  # NSTDB noise records (bw, ma); None -> $ECGCNN_NSTDB_DIR
-    types: list[NoiseType] = _list(NoiseType.bw, NoiseType.ma, NoiseType.em)
-    snr_db: list[float] = _list(24.0, 18.0, 12.0, 6.0, 0.0, -6.0)
-    channel: int = 0  # noise channel added to the first lead; lead i gets (channel + i) mod 2
-    offset_s: float = 0.0  # where in the noise record the added noise starts
-    clean_minutes: float = 5.0  # nst: noise off before 5:00 ...
-    segment_minutes: float = 2.0  # ... then alternately 2 min on, 2 min off
-    em_seed: int = 0  # synthetic electrode motion (the NSTDB em record is not available)
-    em_band: list[float] = _list(0.5, 10.0)
-    # noise size: nst = on the noise's first 300 s (nst/sigamp, as the NSTDB records);
-    # segments = on the noise-on segments, so the realized SNR there is the nominal one
-    measure: NoiseMeasure = NoiseMeasure.nst
-
-
-@dataclass
-class NoiseStressConfig(PatientModelConfig):
-    """Noise stress test of the patient-specific models."""
-
-    records: list[str] = _list()  # [] -> split.records (the 44 patients)
-    models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
-    workers: int = 2  # patient processes, one torch thread each
-    monitor_snr_db: list[float] = _list()  # also stream these SNRs (+ clean), ~8 s each
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-
-
-# ----------------------------------------------------------------------------- zero-shot
-@dataclass
-class ZeroShotConfig(TrainingConfig):
-    """Kiranyaz et al., Sci Rep 2017; the choices are measured in ``docs/experiments.md``."""
-
-    record: str | None = None  # the person
-    records: list[str] = _list()  # the persons of the benchmark
-    library_records: list[str] = _list()  # ABS filter patients (the person is left out)
-    minutes: float = 5.0  # the person's first minutes: their normal beats for training
-    labels: Labels = Labels.nsv  # N/S/V outputs, or N vs one abnormal output
-    abs: AbsConfig = field(default_factory=AbsConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    threshold: float = 0.5  # flag a beat when P(not N) exceeds this
-    # raise the threshold per person so that at most this share of their held-out normal
-    # beats is flagged; 0: off
-    threshold_fpr: float = 0.0
-    beat_scale: BeatScale = BeatScale.running  # see synthesis.normalize
-    scale_window: int = 60  # beats in the running amplitude median
-    # views of the beats (each trained on by `ensemble` models, P(abnormal) averaged over all):
-    # the windows, and/or each window minus the median of the beats before it (added / in place)
-    template: list[Template] = _list(Template.none, Template.replace)
-    template_window: int = 30  # beats in that running median
-    template_gate: float = 0.9  # > 0: only beats with pre_local >= this enter the median
-    rr_drop: list[str] = _list()  # RR features zeroed (input masking)
-    ensemble: int = 3  # models per view and person (trainer seeds seed, seed+1, ...)
-    alarm_refractory_s: float = 10.0  # flags within this long after an alarm raise none
-    seed: int = 0
-    figures: bool = True
-    save_model: bool = True
-    summarize: str | None = None  # a folder of runs: summarize it instead
-
-
-# ----------------------------------------------------------------------------- personalization
-@dataclass
-class KitConfig:
-    """``ecgcnn-kit``: a reference kit built once (``ecgcnn.personalize.kit``)."""
-
-    out: str = MISSING  # the kit directory (new or empty)
-    reference: str | None = None  # reference database (WFDB folder); None: data.root's default
-    generic: str | None = None  # generic model copied as generic.pt; None: the shipped one
-    common_epochs: int = 12  # epochs of each view's common model (as the benchmark)
-    workers: int = 2  # processes (beat preparation, the views' common models)
-    # Hydra overrides of configs/finetune.yaml and configs/zeroshot.yaml for the kit's models
-    patient_specific: list[str] = _list()
-    zero_shot: list[str] = _list()
-
-
-@dataclass
-class PersonalizeConfig:
-    """``ecgcnn-personalize``: one patient's model(s) from a kit plus their first minutes."""
-
-    kit: str = MISSING  # a kit directory (ecgcnn-kit)
-    record: str = MISSING  # WFDB record path without extension, an .edf or a .csv
-    mode: Personalization = Personalization.patient_specific
-    lead: str | None = None  # the record's lead to use for the kit's (e.g. ECG1)
-    fs: float | None = None  # sampling rate (required for CSV)
-    labels: str | None = None  # a sample,symbol CSV of beat labels instead of the record's own
-    reference_annotator: str = "atr"  # the record's reference annotations, when present
-    minutes: float = 5.0  # the patient's first minutes used for training
-    annotator: str = "ecgcnn"  # extension of the annotation file written
-    threads: int = 2  # torch threads
-    report: bool = True  # report.md/html (patient_specific) next to metrics.json
-    review: ReviewConfig = field(default_factory=ReviewConfig)  # patient_specific only
 
 
 def register_configs() -> None:
@@ -566,15 +272,7 @@ def register_configs() -> None:
         "download": DownloadConfig,
         "train": TrainConfig,
         "eval": EvalConfig,
-        "finetune": FinetuneConfig,
         "export": ExportConfig,
-        "monitor": MonitorConfig,
-        "analyze": AnalyzeConfig,
-        "live": LiveConfig,
-        "noise_stress": NoiseStressConfig,
-        "zeroshot": ZeroShotConfig,
-        "kit": KitConfig,
-        "personalize": PersonalizeConfig,
     }
     for name, node in apps.items():
         cs.store(name=f"base_{name}", node=node)
@@ -599,6 +297,24 @@ def to_plain(cfg: Any) -> Any:
 
 register_configs()
 
+#: Schemas that live beside their code; importing them registers them, and
+#: ``from ecgcnn.config import MonitorConfig`` still works (module ``__getattr__``).
+_ELSEWHERE = {
+    "ecgcnn.monitor.settings": "RuleConfig AlarmConfig QualityConfig PlotConfig StreamConfig "
+    "MonitorConfig AnalyzeConfig LiveConfig",
+    "ecgcnn.personalize.settings": "AbsConfig SynthConfig PatientModelConfig FinetuneConfig "
+    "NoiseConfig NoiseStressConfig ZeroShotConfig KitConfig PersonalizeConfig",
+}
+_WHERE = {name: mod for mod, names in _ELSEWHERE.items() for name in names.split()}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def check_config(cfg) -> None:
     """Refuse out-of-range settings before any work starts (types and choices are Hydra's
@@ -619,3 +335,8 @@ def check_config(cfg) -> None:
         from ecgcnn.training.loop import check_training_config
 
         check_training_config(cfg.get("optim"), cfg.get("trainer"))
+
+
+# last: they import the names above (and register base_monitor, base_finetune, ...)
+import ecgcnn.monitor.settings
+import ecgcnn.personalize.settings  # noqa: F401
