@@ -13,7 +13,6 @@ import pytest
 import scipy.signal as sps
 from conftest import REPO, compose, write_record
 
-from ecgcnn.apps.noise_stress import noise_stress
 from ecgcnn.data.io import Record, read_record
 from ecgcnn.errors import EcgError
 from ecgcnn.noise import (
@@ -33,6 +32,7 @@ from ecgcnn.noise import (
     synth_em,
     write_wfdb,
 )
+from ecgcnn.noise.stress import generated_stress as noise_stress
 
 FS = 360
 
