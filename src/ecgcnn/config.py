@@ -351,6 +351,7 @@ class AnalyzeConfig:
     trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
     report: bool = True
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)  # as ecgcnn-monitor's
 
 
 @dataclass
