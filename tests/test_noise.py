@@ -352,3 +352,65 @@ def test_end_to_end_real_patient_reusing_models_dir(tmp_path, mitdb, nstdb):
         assert lo["noisy_only"]["VEB"]["Se"] <= hi["noisy_only"]["VEB"]["Se"] + 1e-9
     with pytest.raises(EcgError, match="patient model not found"):
         noise_stress(compose("noise_stress", [*over, f"models_dir={tmp_path}"]), tmp_path / "c")
+
+
+# ----------------------------------------------------------------------------- real em
+def test_recovered_em_is_the_added_noise_without_nsts_offsets(tmp_path):
+    """A fake NSTDB pair (clean '118', '118e_6' = nst mix of a known noise) written as WFDB:
+    recover_em gives gain * (noise - its value before each switch-on) where the noise is on,
+    0 elsewhere (to the 212 format's 0.005 mV steps), and em_noisy adds it at the target SNR."""
+    from ecgcnn.noise.real_em import em_noisy, recover_em
+
+    sig, r, syms = fast_ecg(12.0)
+    rec = Record("118", sig, float(FS), ["MLII", "V1"], r.astype(np.int64), np.array(syms))
+    noise = np.stack([synth_em(len(sig), FS, s) for s in (5, 6)], axis=1)
+    mask = nst_mask(len(sig), FS)
+    noisy = np.stack([mix(sig[:, j], noise[:, j], 0.7, mask) for j in range(2)], axis=1)
+    d = tmp_path / "db"
+    write_record(d, "118", sig.astype(float), r, syms)
+    write_record(d, "118e_6", noisy.astype(float), r, syms)
+    em = recover_em(d, d)
+    on = np.flatnonzero(np.diff(mask.astype(int)) == 1) + 1
+    want = np.zeros_like(noise)
+    for a, b in itertools.pairwise([*on, len(mask)]):
+        want[a:b] = 0.7 * (noise[a:b] - noise[a - 1])
+    want[~mask] = 0
+    assert np.abs(em - want).max() < 0.011  # two 212 roundings of 0.005 mV
+    assert not em[~mask].any() and em[mask].std() > 0.3
+    got = em_noisy(rec, em, 12.0)
+    assert (
+        abs(added_snr(sig[:, 0], got.signal[:, 0], FS, mask, qrs_size(sig[:, 0], FS, r, syms)) - 12)
+        < 0.01
+    )
+    # nothing added before 5:00; in the off segments only nst's constant offset
+    assert np.array_equal(got.signal[: on[0]], sig[: on[0]])
+    off = np.flatnonzero(np.diff(mask.astype(int)) == -1) + 1
+    for a, b in zip(off, [*on[1:], len(mask)], strict=False):
+        assert np.ptp(got.signal[a:b] - sig[a:b], axis=0).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_real_em_quick_mode(tmp_path, mitdb):
+    """ecgcnn-noise-stress's small mode (CI): the shipped model on 118 and NSTDB's 118e12, 8
+    minutes, without and with the quality stage, our scores and bxb's."""
+    from ecgcnn.noise.real_em import headline_real_em, real_em_stress
+
+    if not (Path(mitdb).parent / "nstdb-118e" / "118e12.hea").is_file():
+        pytest.skip("no nstdb-118e records beside ECGCNN_DATA_DIR")
+    over = [f"data.root={mitdb}", "real_em.shipped=true", "real_em.snr_db=[12]"]
+    over += ["real_em.max_minutes=8", "workers=1"]
+    s = real_em_stress(compose("noise_stress", over), tmp_path / "out")
+    line = headline_real_em(s)
+    assert set(line["snr"]) == set(line["without"]) == {"clean", "12"}
+    w, wo = line["snr"]["12"], line["without"]["12"]
+    assert wo["shutdown_frac"] == 0 and 0 < w["shutdown_frac"] <= 0.5
+    assert w["qrs_ppv"] > wo["qrs_ppv"]  # fewer false detections among the decided beats
+    assert line["snr"]["clean"]["shutdown_frac"] == 0
+    assert line["snr"]["clean"]["false_alarms_per_h"] == 0  # the clean run is the reference
+    bxb = s["snr"]["12"]["bxb"]
+    if "error" not in bxb:  # bxb counts the decided beats as we do
+        assert abs(bxb["qrs_ppv"] - w["qrs_ppv"]) < 0.005
+    assert (tmp_path / "out" / "real_em.json").is_file()
+    assert "| 118 | 12 |" in (tmp_path / "out" / "report.md").read_text().replace(
+        " 12 | ", " | 12 | "
+    )

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -130,34 +124,6 @@ def test_clean_records_full_of_pvcs_are_never_shut_down(mitdb, record):
     n_v = int((np.asarray(ann.symbol) == "V").sum())
     assert n_v > 400  # bigeminy (119), couplets and runs (233)
     assert not v.unreadable.any()
-
-
-@pytest.mark.slow
-def test_real_em_benchmark_quick(mitdb):
-    noisy = Path(mitdb).parent / "nstdb-118e"
-    if not (noisy / "118e12.hea").is_file():
-        pytest.skip("no nstdb-118e records beside ECGCNN_DATA_DIR")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_real_em.py"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--quick",
-            "--clean-dir",
-            str(mitdb),
-            "--noisy-dir",
-            str(noisy),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ},
-    )
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    w, wo = res["snr"]["12"], res["without"]["12"]
-    assert wo["shutdown_frac"] == 0 and 0 < w["shutdown_frac"] <= 0.5
-    assert w["qrs_ppv"] > wo["qrs_ppv"]  # fewer false detections among the decided beats
-    assert res["snr"]["clean"]["shutdown_frac"] == 0
 
 
 def test_analyze_and_monitor_mark_the_same_segments(tmp_path):
