@@ -17,8 +17,8 @@ SNR, once with ``quality.enabled=false`` and once with the quality stage, and sc
 
 Record 118 uses the NSTDB records themselves. Any other record gets the em noise recovered from
 them (:func:`recover_em`: ``118e_6 - 118`` on the noise-on segments, nst's switching offsets
-removed) added the nst way (:func:`em_noisy`, SNR measured on the noise-on segments): a held-out
-check of settings chosen on 118.
+removed) added as nst adds it (:func:`em_noisy`: the same em, sized as nst sized it for 118): a
+held-out check of settings chosen on 118.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from ecgcnn.atomic import write_json
 from ecgcnn.data.io import Record, read_record
 from ecgcnn.errors import EcgError
-from ecgcnn.noise.nst import added_snr, masked_noise_size, noisy_record, nst_mask, qrs_size
+from ecgcnn.noise.nst import added_snr, noisy_record, nst_mask, qrs_size
 from ecgcnn.noise.report import snr_key
 
 #: SNR (dB) -> NSTDB record of 118 with em noise at that SNR.
@@ -57,25 +57,33 @@ def em_root(cfg: DictConfig) -> Path:
     return path
 
 
-def recover_em(clean_root, root, fs_check: float = 360.0, ncfg=None) -> np.ndarray:
-    """NSTDB's em noise as ``118e_6 - 118``, ``(n, 2)`` mV, zero where nst switched it off.
+def recover_em(clean_root, root, ncfg=None) -> tuple[np.ndarray, np.ndarray]:
+    """NSTDB's em noise as ``118e_6 - 118``, ``(n, 2)`` mV, zero where nst switched it off,
+    and the noise size nst gave it per channel.
 
     At -6 dB the noise is largest, so the records' 0.005 mV quantization matters least. nst
     adds a constant at each switch to keep its output continuous (``nst.mix``); subtracting the
-    difference just before each noise-on segment removes it.
+    difference just before each noise-on segment removes it. nst scaled the em so that
+    ``noise_gain(-6, S, N) = 1`` for this recovered noise, with ``S`` the QRS size of 118
+    (:func:`qrs_size`) and ``N`` the em record's size on its first 300 s (not in our data):
+    hence ``N = 10**(6/20) sqrt(2)/4 S``, which :func:`em_noisy` uses so that every record
+    gets the em as nst would add it (the noise-on segments of NSTDB's 118e12 are 7.5 dB, not
+    12 dB: the em record is quieter in its first 300 s than later).
     """
-    clean = read_record(clean_root, EM_SOURCE, leads=EM_LEADS, annotator=None)
+    clean = read_record(clean_root, EM_SOURCE, leads=EM_LEADS)
     noisy = read_record(root, EM_RECORDS[-6.0], leads=EM_LEADS, annotator=None)
-    if clean.fs != fs_check or clean.signal.shape != noisy.signal.shape:
+    if clean.signal.shape != noisy.signal.shape or clean.fs != noisy.fs:
         raise EcgError(f"{root}/{EM_RECORDS[-6.0]}: not record 118's size and rate")
     d = noisy.signal.astype(np.float64) - clean.signal.astype(np.float64)
     mask = _mask(clean.n_samples, clean.fs, ncfg)
     on = np.flatnonzero(np.diff(mask.astype(np.int8)) == 1) + 1  # first samples of segments
-    edges = np.append(on, len(mask))
-    for a, b in itertools.pairwise(edges):
+    for a, b in itertools.pairwise([*on, len(mask)]):
         d[a:b] -= d[a - 1]
     d[~mask] = 0.0
-    return d.astype(np.float32)
+    s = [
+        qrs_size(clean.signal[:, j], clean.fs, clean.ann_samples, clean.ann_symbols) for j in (0, 1)
+    ]
+    return d.astype(np.float32), 10 ** (6 / 20) * np.sqrt(2) / 4 * np.asarray(s)
 
 
 def _mask(n: int, fs: float, ncfg) -> np.ndarray:
@@ -84,16 +92,17 @@ def _mask(n: int, fs: float, ncfg) -> np.ndarray:
     return nst_mask(n, fs, ncfg.clean_minutes, ncfg.segment_minutes)
 
 
-def em_noisy(rec: Record, em: np.ndarray, snr: float, ncfg=None) -> Record:
-    """``rec`` with the recovered em added at ``snr`` dB (nst's SNR, the noise sized on its
-    noise-on segments; lead ``j`` gets em channel ``j mod 2``)."""
+def em_noisy(rec: Record, em: np.ndarray, size: np.ndarray, snr: float, ncfg=None) -> Record:
+    """``rec`` with the recovered em (``size``: its nst noise size per channel, see
+    :func:`recover_em`) added at ``snr`` dB as nst adds it; lead ``j`` gets channel ``j mod 2``.
+    Applied to 118 itself this rebuilds NSTDB's 118e records."""
     if rec.n_samples != len(em):
         raise EcgError(f"record {rec.name}: {rec.n_samples} samples, the em noise {len(em)}")
     mask = _mask(rec.n_samples, rec.fs, ncfg)
     k = rec.signal.shape[1]
     streams = np.stack([em[:, j % em.shape[1]] for j in range(k)], axis=1)
     pp = [qrs_size(rec.signal[:, j], rec.fs, rec.ann_samples, rec.ann_symbols) for j in range(k)]
-    sizes = [masked_noise_size(streams[:, j], rec.fs, mask) for j in range(k)]
+    sizes = [size[j % len(size)] for j in range(k)]
     return noisy_record(rec, streams, float(snr), mask, np.array(pp), np.array(sizes))
 
 
@@ -250,7 +259,9 @@ def real_em_stress(cfg: DictConfig, out_dir: Path) -> dict:
     clean_root, eroot = resolve_root(cfg.data.root), em_root(cfg)
     records = [str(r) for r in rc.records]
     models = _models(cfg, out_dir, records)
-    em = recover_em(clean_root, eroot, ncfg=cfg.noise) if set(records) - {EM_SOURCE} else None
+    em, em_size = (
+        recover_em(clean_root, eroot, cfg.noise) if set(records) - {EM_SOURCE} else (None, None)
+    )
     db = out_dir / "db"  # noisy copies of the held-out records (WFDB, for the monitor and bxb)
     runs, info = [], {}
     for r in records:
@@ -265,7 +276,7 @@ def real_em_stress(cfg: DictConfig, out_dir: Path) -> dict:
                 from ecgcnn.noise.nst import write_wfdb
 
                 root, name = str(db / f"{r}_{snr_key(snr)}"), r
-                noisy = em_noisy(rec, em, snr, cfg.noise).signal
+                noisy = em_noisy(rec, em, em_size, snr, cfg.noise).signal
                 write_wfdb(
                     Record(r, noisy, rec.fs, rec.leads, rec.ann_samples, rec.ann_symbols), root, r
                 )
