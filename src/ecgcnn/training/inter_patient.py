@@ -214,7 +214,7 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
     prior = calibrate_prior(val.y, proba, tuple(cfg.calibrate)) if cfg.calibrate else {}
     fold_prior(model, prior)
     after = score(val.y, predict(model, val, device).argmax(1), records=val.record)
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     payload = {
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "model_args": model.model_args,
