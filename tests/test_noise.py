@@ -277,7 +277,8 @@ def _synth_db(tmp_path: Path) -> Path:
     return d
 
 
-def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])  # in this process, and in joblib's processes
+def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch, workers):
     monkeypatch.delenv(NSTDB_ENV, raising=False)  # em alone needs no noise records
     root = _synth_db(tmp_path)
     cfg = compose(
@@ -290,7 +291,7 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
             'split.common_records=["s1","s2"]',
             *_counts(N=10, V=5),
             "trainer.max_epochs=2",
-            "workers=1",
+            f"workers={workers}",
             "noise.types=[em]",
             "noise.measure=segments",
             "monitor_snr_db=[12]",
