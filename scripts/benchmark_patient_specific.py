@@ -15,7 +15,8 @@ patient on the rest of the record; and writes summary.json and report.{md,html} 
 scratch, as Kiranyaz 2016 does. Overrides are Hydra overrides of configs/finetune.yaml (e.g.
 ``'views=[none]'``: one plain model per patient, ``trainer.max_epochs=20 ensemble=3``).
 Prints the per-patient training time, the gross table, and ends with one JSON line:
-{"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}}.
+{"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}}; peak_rss_mb is the
+main process's peak RSS plus the largest worker's (what two such processes can hold at once).
 """
 
 from __future__ import annotations
