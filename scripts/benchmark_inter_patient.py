@@ -30,7 +30,12 @@ from ecgcnn.data.io import read_records_list
 from ecgcnn.evaluation.aami import METRICS
 from ecgcnn.evaluation.report import console_table, pct, published_for
 from ecgcnn.models.shipped import CHECKPOINT_NAME, GENERIC_DIR, MODEL_CARD_NAME
-from ecgcnn.training.inter_patient import evaluate_records, save_global, train_global
+from ecgcnn.training.inter_patient import (
+    cross_validate,
+    evaluate_records,
+    save_global,
+    train_global,
+)
 
 SVDB_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "svdb"
 QUICK = [
@@ -110,11 +115,31 @@ Mark RG, IEEE Eng Med Biol 20(3):45-50 (2001); Goldberger AL et al., Circulation
 """
 
 
+def run_cv(cfg, t0: float) -> None:
+    """``--cv``: leave-records-out cross-validation inside DS1 only (DS2 is not even read)."""
+    ds1 = list(map(str, cfg.split.train_records))
+    beats = load_beats(cfg.data, records=ds1, workers=2).beats
+    t1 = time.perf_counter()
+    cv = cross_validate(cfg, beats)
+    cv_s = time.perf_counter() - t1
+    print(f"DS1 {len(cv['folds'])}-fold CV (whole records) {cv_s:.1f} s, folds {cv['folds']}")
+    for e, f1 in enumerate(cv["f1"], 1):
+        print(f"  epoch {e}: calibrated SVEB + VEB F1 {f1:.3f}")
+    print(f"chosen on DS1 out-of-fold: epoch {cv['epoch']}, prior {cv['prior']}")
+    print(console_table(cv["scores"], None, label="DS1 out-of-fold"))
+    out = {"epoch": cv["epoch"], "prior": cv["prior"], "f1": [round(f, 4) for f in cv["f1"]]}
+    res = {"wall_s": round(time.perf_counter() - t0, 1), "cv_s": round(cv_s, 1)}
+    print(json.dumps({**res, "cv": out, "DS1_oof": gross(cv["scores"])}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 DS1 records, 1 epoch, 1 SVDB record")
     ap.add_argument(
         "--ship", action="store_true", help=f"write {CHECKPOINT_NAME} + card into the package"
+    )
+    ap.add_argument(
+        "--cv", action="store_true", help="cross-validate inside DS1 (cv_folds) and stop"
     )
     ap.add_argument("--out", default=None, help="folder for global.pt (default outputs/…)")
     ap.add_argument("--svdb", default=str(SVDB_DEFAULT), help="SVDB record folder")
@@ -125,6 +150,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("inter_patient", overrides=(QUICK if args.quick else []) + args.overrides)
+    if args.cv:
+        return run_cv(cfg, t0)
     ds1, ds2_recs = list(map(str, cfg.split.train_records)), list(map(str, cfg.split.test_records))
     beats = load_beats(cfg.data, records=ds1 + ds2_recs, workers=2).beats
     t1 = time.perf_counter()

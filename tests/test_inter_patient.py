@@ -21,18 +21,21 @@ from ecgcnn.data.beats import RR_FEATURES, BeatSet
 from ecgcnn.errors import EcgError
 from ecgcnn.models import build_model
 from ecgcnn.models.shipped import default_checkpoint, model_card
+from ecgcnn.training import inter_patient
 from ecgcnn.training.inter_patient import (
     calibrate_prior,
+    cross_validate,
+    ds1_folds,
     fold_prior,
     fold_rr_const,
     split_ds1,
 )
 
 
-def _beats(record: str, y) -> BeatSet:
+def _beats(record: str, y, window=(1, 8)) -> BeatSet:
     n = len(y)
     return BeatSet(
-        x=np.zeros((n, 1, 8), np.float32),
+        x=np.zeros((n, *window), np.float32),
         rr=np.ones((n, 9), np.float32),
         y=np.asarray(y, np.int64),
         sample=np.arange(n, dtype=np.int64) * 300,
@@ -93,6 +96,57 @@ def test_constant_rr_features_are_folded_out_of_the_model():
     before = model(x, held).detach()
     fold_rr_const(model, [0, 1], value)
     torch.testing.assert_close(model(x, rr).detach(), before, rtol=1e-5, atol=1e-5)
+
+
+def test_ds1_folds_are_whole_disjoint_records_covering_ds1():
+    ds1 = [str(r) for r in compose("inter_patient").split.train_records]
+    folds = ds1_folds(ds1, 5)
+    assert len(folds) == 5 and sorted(r for f in folds for r in f) == sorted(ds1)
+    assert [len(f) for f in folds] == [5, 5, 4, 4, 4]
+    assert folds[0] == ["101", "114", "122", "207", "223"]  # dealt from the sorted names
+    with pytest.raises(EcgError, match="cv_folds"):
+        ds1_folds(ds1, 1)
+    with pytest.raises(EcgError, match="cv_folds"):
+        ds1_folds(ds1, 23)
+
+
+def test_cross_validation_predicts_each_record_from_a_model_that_never_saw_it(monkeypatch):
+    records = ["101", "106", "108", "109"]
+    cfg = compose(
+        "inter_patient",
+        [
+            f"split.train_records=[{','.join(records)}]",
+            "split.test_records=[100]",
+            "cv_folds=2",
+            "trainer.max_epochs=3",
+        ],
+    )
+    beats = {r: _beats(r, [0, 0, 0, 1, 2], window=(4, 128)) for r in records}
+    seen = []
+
+    def fake_fit(model, train, val, optim_cfg, trainer_cfg, val_metric=None, **kw):
+        seen.append((set(train.record), set(val.record)))
+        assert trainer_cfg.early_stopping_patience >= trainer_cfg.max_epochs
+        for e in range(trainer_cfg.max_epochs):  # epoch e: S called on every beat from e = 1
+            p = np.zeros((len(val), 5))
+            p[:, 1 if e == 1 else 0] = 1.0
+            val_metric(p)
+
+    monkeypatch.setattr(inter_patient, "fit", fake_fit)
+    cv = cross_validate(cfg, beats)
+    assert cv["folds"] == [["101", "108"], ["106", "109"]]
+    assert seen == [({"106", "109"}, {"101", "108"}), ({"101", "108"}, {"106", "109"})]
+    assert len(cv["proba"]) == 3 and all(p.shape == (20, 5) for p in cv["proba"])
+    assert list(cv["record"]) == [r for r in records for _ in range(5)]
+    # epoch 2 calls every beat S: SVEB F1 2 * 0.2 * 1 / 1.2 = 1/3 > 0 of the all-N epochs
+    assert cv["epoch"] == 2 and cv["scores"]["SVEB"]["Se"] == 1.0
+    assert cv["f1"][1] == pytest.approx(1 / 3) and cv["f1"][0] == cv["f1"][2] == 0.0
+
+
+def test_fold_prior_refuses_an_unknown_class():
+    model = build_model(compose("inter_patient").model, 4, 128, len(RR_FEATURES), 5)
+    with pytest.raises(EcgError, match="prior: unknown classes"):
+        fold_prior(model, {"X": 2.0})
 
 
 @pytest.mark.slow
