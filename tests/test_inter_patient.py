@@ -28,6 +28,8 @@ from ecgcnn.training.inter_patient import (
     ds1_folds,
     fold_prior,
     fold_rr_const,
+    fold_rr_scale,
+    rr_scaling,
     split_ds1,
 )
 
@@ -96,6 +98,23 @@ def test_constant_rr_features_are_folded_out_of_the_model():
     before = model(x, held).detach()
     fold_rr_const(model, [0, 1], value)
     torch.testing.assert_close(model(x, rr).detach(), before, rtol=1e-5, atol=1e-5)
+
+
+def test_standardized_rr_features_are_folded_into_the_first_layer():
+    model = build_model(compose("inter_patient").model, 4, 128, len(RR_FEATURES), 5).eval()
+    x, rr = torch.randn(20, 4, 128), torch.rand(20, len(RR_FEATURES)) + 0.5
+    rr[:, 3] = 0.8  # a constant feature: std 1, so it is only shifted
+    b = _beats("101", [0] * 20)
+    b.rr = rr.numpy()
+    mu, sd = rr_scaling(b, True)
+    assert sd[3] == 1.0 and mu[3] == pytest.approx(0.8)
+    np.testing.assert_allclose(mu, rr.numpy().mean(0), rtol=1e-6)
+    scaled = (rr - torch.from_numpy(mu)) / torch.from_numpy(sd)
+    before = model(x, scaled).detach()
+    fold_rr_scale(model, mu, sd)
+    torch.testing.assert_close(model(x, rr).detach(), before, rtol=1e-5, atol=1e-5)
+    mu0, sd0 = rr_scaling(b, False)
+    assert not mu0.any() and (sd0 == 1).all()
 
 
 def test_ds1_folds_are_whole_disjoint_records_covering_ds1():

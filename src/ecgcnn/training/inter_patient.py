@@ -51,6 +51,10 @@ class InterPatientConfig(TrainConfig):
     # multipliers (chosen by cross_validate on out-of-fold DS1 predictions) into the bias
     prior: dict[str, float] = field(default_factory=dict)
     cv_folds: int = 5  # cross_validate: folds of whole DS1 records
+    # train on RR features standardized with the training beats' mean / std, folded into the
+    # first head layer afterwards (the checkpoint still takes the raw features): the ratios
+    # (pre_local ~ 1 +- 0.1) otherwise weigh little beside the conv features
+    rr_standardize: bool = False
 
 
 ConfigStore.instance().store(name="base_inter_patient", node=InterPatientConfig)
@@ -219,6 +223,8 @@ def cross_validate(cfg, beats: dict[str, BeatSet]) -> dict:
         train, val = split_ds1(beats, ds1, fold, cfg.split.test_records)
         value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
         train_h, val_h = _hold_rr(train, const, value), _hold_rr(val, const, value)
+        mu, sd = rr_scaling(train_h, bool(cfg.rr_standardize))
+        train_h, val_h = _scale_rr(train_h, mu, sd), _scale_rr(val_h, mu, sd)
         seed_everything(cfg.trainer.seed)
         model = build_model(
             cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES), len(CLASSES)
@@ -254,6 +260,34 @@ def cross_validate(cfg, beats: dict[str, BeatSet]) -> dict:
     }
 
 
+def rr_scaling(train: BeatSet, on: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the training beats' RR features (0 and 1 when ``on`` is false; a
+    constant feature gets std 1)."""
+    k = train.rr.shape[1]
+    if not on:
+        return np.zeros(k, np.float32), np.ones(k, np.float32)
+    mu, sd = train.rr.mean(0), train.rr.std(0)
+    return mu.astype(np.float32), np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+
+
+def _scale_rr(beats: BeatSet | None, mu: np.ndarray, sd: np.ndarray) -> BeatSet | None:
+    if beats is None:
+        return None
+    rr = ((beats.rr - mu) / sd).astype(np.float32)
+    return BeatSet(beats.x, rr, beats.y, beats.sample, beats.record, beats.symbol)
+
+
+def fold_rr_scale(model: CNN1D, mu: np.ndarray, sd: np.ndarray) -> None:
+    """Make a model trained on RR features ``(rr - mu) / sd`` take the raw ``rr``: the
+    first head layer's RR weights are divided by ``sd`` and ``w . mu / sd`` leaves the bias."""
+    first = model.head[0]
+    cols = slice(model.n_features, model.n_features + len(mu))
+    with torch.no_grad():
+        w = first.weight[:, cols] / torch.as_tensor(sd, dtype=first.weight.dtype)
+        first.bias -= w @ torch.as_tensor(mu, dtype=w.dtype)
+        first.weight[:, cols] = w
+
+
 def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) -> GlobalModel:
     """Train the global model on DS1 (``cfg.split.train_records`` minus ``cfg.val_records``),
     stop early and calibrate on the held-out DS1 patients; with ``val_records`` empty, train
@@ -276,6 +310,8 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
     const_value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
     train_h = _hold_rr(train, const, const_value)
     val_h = _hold_rr(val, const, const_value) if val is not None else None
+    mu, sd = rr_scaling(train_h, bool(cfg.rr_standardize))
+    train_h, val_h = _scale_rr(train_h, mu, sd), _scale_rr(val_h, mu, sd)
     seed_everything(cfg.trainer.seed)  # the initial weights draw from the global RNG
     model = build_model(
         cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES), len(CLASSES)
@@ -295,7 +331,8 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
         val_metric=metric,
     )
     model.eval()
-    fold_rr_const(model, const, const_value)
+    fold_rr_scale(model, mu, sd)  # the model now takes raw (held) RR features ...
+    fold_rr_const(model, const, const_value)  # ... and ignores the held ones
     device = next(model.parameters()).device
     if val is not None:
         proba = predict(model, val, device)
