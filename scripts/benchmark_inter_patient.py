@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -40,7 +41,6 @@ from ecgcnn.training.inter_patient import (
 SVDB_DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "svdb"
 QUICK = [
     "split.train_records=[118,209,220]",
-    "val_records=[220]",
     "split.test_records=[232]",
     "trainer.max_epochs=1",
 ]
@@ -125,8 +125,9 @@ Mark RG, IEEE Eng Med Biol 20(3):45-50 (2001); Goldberger AL et al., Circulation
 """
 
 
-def run_cv(cfg, t0: float) -> None:
-    """``--cv``: leave-records-out cross-validation inside DS1 only (DS2 is not even read)."""
+def run_cv(cfg, t0: float, out: Path) -> None:
+    """``--cv``: leave-records-out cross-validation inside DS1 only (DS2 is not even read);
+    the out-of-fold probabilities of every epoch go to ``out/cv_oof.npz``."""
     ds1 = list(map(str, cfg.split.train_records))
     beats = load_beats(cfg.data, records=ds1, workers=2).beats
     t1 = time.perf_counter()
@@ -137,9 +138,13 @@ def run_cv(cfg, t0: float) -> None:
         print(f"  epoch {e}: calibrated SVEB + VEB F1 {f1:.3f}")
     print(f"chosen on DS1 out-of-fold: epoch {cv['epoch']}, prior {cv['prior']}")
     print(console_table(cv["scores"], None, label="DS1 out-of-fold"))
-    out = {"epoch": cv["epoch"], "prior": cv["prior"], "f1": [round(f, 4) for f in cv["f1"]]}
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out / "cv_oof.npz", y=cv["y"], record=cv["record"], proba=np.stack(cv["proba"])
+    )
+    got = {"epoch": cv["epoch"], "prior": cv["prior"], "f1": [round(f, 4) for f in cv["f1"]]}
     res = {"wall_s": round(time.perf_counter() - t0, 1), "cv_s": round(cv_s, 1)}
-    print(json.dumps({**res, "cv": out, "DS1_oof": gross(cv["scores"])}))
+    print(json.dumps({**res, "cv": got, "DS1_oof": gross(cv["scores"])}))
 
 
 def main() -> None:
@@ -160,8 +165,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("inter_patient", overrides=(QUICK if args.quick else []) + args.overrides)
+    out = Path(args.out or f"outputs/bench_inter_patient/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     if args.cv:
-        return run_cv(cfg, t0)
+        return run_cv(cfg, t0, out)
     ds1, ds2_recs = list(map(str, cfg.split.train_records)), list(map(str, cfg.split.test_records))
     beats = load_beats(cfg.data, records=ds1 + ds2_recs, workers=2).beats
     t1 = time.perf_counter()
@@ -181,7 +187,6 @@ def main() -> None:
     print(f"SVDB ({len(svdb['per_record'])} records, {svdb['n_beats']} beats, lead ECG1):")
     print(console_table(svdb, None, label="SVDB"))
 
-    out = Path(args.out or f"outputs/bench_inter_patient/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     gm.payload["inter_patient"].update(DS2=gross(ds2), SVDB=gross(svdb))
     save_global(gm, out / "global.pt")
     if args.ship:

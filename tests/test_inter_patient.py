@@ -197,6 +197,30 @@ def test_benchmark_quick_mode_prints_its_json_line(mitdb, tmp_path):
 
 
 @pytest.mark.slow
+def test_benchmark_cv_mode_reads_ds1_only_and_prints_its_json_line(mitdb, tmp_path):
+    env = {**os.environ, "ECGCNN_DATA_DIR": str(mitdb)}
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark_inter_patient.py"), "--quick"]
+    proc = subprocess.run(
+        [*cmd, "--cv", "--out", str(tmp_path / "cv"), f"data.cache_dir={tmp_path / 'c'}"]
+        + ["cv_folds=3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["cv"]["epoch"] == 1 and set(last["DS1_oof"]) == {"VEB", "SVEB"}
+    oof = np.load(tmp_path / "cv" / "cv_oof.npz")
+    assert oof["proba"].shape[:2] == (1, len(oof["y"]))
+    assert set(oof["record"]) == {"118", "209", "220"}  # the quick DS1; DS2 (232) unread
+    cached = {p.stem for p in (tmp_path / "c").rglob("*.npz")}
+    assert cached == {"118", "209", "220"}
+
+
+@pytest.mark.slow
 def test_shipped_model_reproduces_its_card_on_ds2(mitdb, tmp_path):
     from ecgcnn.data.cache import load_beats
     from ecgcnn.evaluation.aami import score
