@@ -101,7 +101,7 @@ for a patient nobody has labelled. Rebuilt with `{command}` ({train_s:.0f} s of 
 - inputs: lead {", ".join(c["data"]["leads"])} at {c["data"]["fs"]:g} Hz, filter
   {c["data"]["filter"]["kind"]}, beat normalize={c["data"]["beat"]["normalize"]},
   template={c["data"]["beat"]["template"]}, trio={c["data"]["beat"]["trio"]}, the 9 RR
-  features of `ecgcnn.data.beats.RR_FEATURES`{" (held constant: " + ", ".join(c["rr_const"]) + ")" if c["rr_const"] else ""};
+  features of `ecgcnn.data.beats.RR_FEATURES`{" (held constant: " + ", ".join(c["rr_const"]) + ")" if c["rr_const"] else ""}{", standardized while training (folded into the first layer)" if c.get("rr_standardize") else ""};
   all causal except post_rr/post_local (one beat of delay), so `ecgcnn-monitor` computes them.
 - training: {c["optim"]["name"]} lr {c["optim"]["lr"]}, batch {c["trainer"]["batch_size"]},
   class weighting {c["trainer"]["class_weighting"]}, balanced sampling
