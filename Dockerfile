@@ -24,13 +24,10 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src/ src/
+# The Hydra configs ship inside the package (src/ecgcnn/configs, package data).
 RUN pip install --no-cache-dir .
 
-# Installed non-editable, the package is no longer beside configs/, so the apps are told where
-# it is (ecgcnn.apps.CONFIG_DIR reads ECGCNN_CONFIG_DIR).
-COPY configs/ configs/
-ENV ECGCNN_CONFIG_DIR=/app/configs \
-    ECGCNN_DATA_DIR=/data/mitdb \
+ENV ECGCNN_DATA_DIR=/data/mitdb \
     ECGCNN_CACHE_DIR=/home/ecgcnn/.cache/ecgcnn
 
 RUN groupadd --gid 10001 ecgcnn \

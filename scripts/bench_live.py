@@ -79,11 +79,11 @@ def quick_model(out: Path, record: str, root: str) -> Path:
     import torch
     from hydra import compose, initialize_config_dir
 
-    import ecgcnn.config  # noqa: F401
     from ecgcnn.apps.finetune import finetune_patient
+    from ecgcnn.config import CONFIG_DIR
 
     torch.set_num_threads(1)
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         ft = compose(
             "finetune",
             [
@@ -116,8 +116,8 @@ def main() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    import ecgcnn.config  # noqa: F401
     from ecgcnn.apps.live import live
+    from ecgcnn.config import CONFIG_DIR
     from ecgcnn.monitor.live_probe import chromium, shown_time, wait_for
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_live_"))
@@ -131,7 +131,7 @@ def main() -> None:
     ]
     if args.refresh_ms:
         over.append(f"refresh_ms={args.refresh_ms}")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("live", over)
     stop, ready, res = threading.Event(), {}, {}
 

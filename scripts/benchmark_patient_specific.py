@@ -22,15 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import sys
 import time
 from pathlib import Path
-
-_CFG = None
-_BEATS = None
-_PREPARED = "none"  # data.beat.template the shared beats were prepared with
 
 
 def _compose(overrides):
@@ -42,34 +37,42 @@ def _compose(overrides):
         return compose(config_name="finetune", overrides=["record=100", *overrides])
 
 
-def _init():
+def _one_thread():
     import torch
 
     torch.set_num_threads(1)  # one thread per worker: patients run in parallel instead
 
 
-def _run(job):
+def _run(job, base_cfg, beats):
     from omegaconf import OmegaConf
 
     from ecgcnn.personalize.patient_specific import finetune_patient
 
+    _one_thread()
     record, minutes, out = job
-    cfg = OmegaConf.merge(_CFG, {"record": record, "report": False, "split": {"minutes": minutes}})
-    m = finetune_patient(cfg, Path(out), beats=_BEATS)
+    cfg = OmegaConf.merge(
+        base_cfg, {"record": record, "report": False, "split": {"minutes": minutes}}
+    )
+    m = finetune_patient(cfg, Path(out), beats=beats)
     return record, minutes, m["seconds"]
 
 
-def _train_common(job) -> str:
+def _train_common(job, beats, prepared) -> str:
     """One view's common model: common set + every patient's first minutes, validated on a
     hold-out of those training beats only. Runs in a worker, on the beats the parent loaded."""
     from ecgcnn.personalize.common import common_config, train_common
 
+    _one_thread()
     overrides, view, out, minutes, epochs = job
     cfg = common_config(overrides, view, minutes, epochs)
-    return str(train_common(cfg, view, _BEATS, _PREPARED, Path(out)))
+    return str(train_common(cfg, view, beats, prepared, Path(out)))
 
 
 def _peak_rss_mb() -> float:
+    # joblib keeps its worker processes for reuse: end them, so the largest one is counted
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + kids) / 1024.0  # Linux reports KiB; children: the largest worker
@@ -101,8 +104,9 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
 
-    global _CFG, _BEATS, _PREPARED
     t0 = time.perf_counter()
+    from joblib import Parallel, delayed
+
     from ecgcnn.data.cache import load_beats
     from ecgcnn.evaluation.summary import format_summary, summarize
     from ecgcnn.personalize.patient_specific import prepared_template, view_data
@@ -113,24 +117,21 @@ def main(argv=None) -> int:
         return 2
     cfg = _compose(args.overrides)
     views = list(cfg.views)
-    _PREPARED = prepared_template(views)
+    prepared = prepared_template(views)  # data.beat.template the shared beats are prepared with
     patients = args.records.split(",") if args.records else list(cfg.split.records)
     minutes = [float(m) for m in args.minutes.split(",")] if args.minutes else [cfg.split.minutes]
     records = sorted(set(patients) | set(cfg.split.common_records))
     if args.common_model == "train":
         records = sorted(set(records) | set(cfg.split.records))  # every first minutes
-    # Loaded once here (every view cut from them); forked workers inherit the arrays.
-    _BEATS = load_beats(
-        view_data(cfg.data, _PREPARED), records=records, progress=True, workers=args.workers
+    # Loaded once here (every view cut from them); joblib hands the arrays to its workers as
+    # memory maps, written once
+    beats = load_beats(
+        view_data(cfg.data, prepared), records=records, progress=True, workers=args.workers
     ).beats
     t_prep = time.perf_counter() - t0
     overrides = list(args.overrides)
     if args.common_model != "none" and not any(o.startswith("trainer=") for o in overrides):
         overrides.insert(0, "trainer=finetune")
-    # torch.optim's first optimizer imports torch._dynamo (~1.7 s): once here, not per worker
-    import torch._dynamo  # noqa: F401
-
-    ctx = mp.get_context("fork")
     init = None
     if args.common_model == "train":
         t1 = time.perf_counter()
@@ -144,23 +145,24 @@ def main(argv=None) -> int:
             )
             for v in views
         ]
-        with ctx.Pool(min(len(jobs), args.workers), initializer=_init) as pool:
-            init = pool.map(_train_common, jobs)
+        init = Parallel(n_jobs=min(len(jobs), args.workers))(
+            delayed(_train_common)(job, beats, prepared) for job in jobs
+        )
         print(
             f"common model(s) {views} trained in {time.perf_counter() - t1:.1f} s: "
             + ", ".join(init)
         )
     elif args.common_model != "none":
         init = args.common_model.split(",")
-    _CFG = _compose(overrides)
+    base_cfg = _compose(overrides)
     if init is not None:
-        _CFG.init_from = init if len(views) > 1 else init[0]
+        base_cfg.init_from = init if len(views) > 1 else init[0]
     jobs = [(r, m, str(out / f"{r}_m{m:g}")) for m in minutes for r in patients]
     times = []
-    with ctx.Pool(args.workers, initializer=_init) as pool:
-        for rec, m, sec in pool.imap_unordered(_run, jobs):
-            times.append((rec, m, sec))
-            print(f"  patient {rec} ({m:g} min): {sec:.2f} s", flush=True)
+    run = Parallel(n_jobs=args.workers, return_as="generator_unordered")
+    for rec, m, sec in run(delayed(_run)(job, base_cfg, beats) for job in jobs):
+        times.append((rec, m, sec))
+        print(f"  patient {rec} ({m:g} min) {len(times)}/{len(jobs)}: {sec:.2f} s", flush=True)
     summary = summarize(out)
     wall = time.perf_counter() - t0
     print(format_summary(summary))

@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "src" / "ecgcnn" / "configs"
 
 
 def synth_ecg(n_beats: int = 60, fs: int = 360, rr_s: float = 0.8, seed: int = 0, v_every: int = 0):
@@ -69,6 +69,35 @@ def synth_dir(tmp_path) -> Path:
     return d
 
 
+#: Fixtures that read real records (MIT-BIH, NSTDB): a test using one is marked ``needs_data``.
+DATA_FIXTURES = ("mitdb", "data_dir", "model_119", "nstdb")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``needs_data`` on every test that uses the real records, so ``-m "not needs_data"``
+    selects the data-free tests (they run without ECGCNN_DATA_DIR)."""
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in DATA_FIXTURES):
+            item.add_marker(pytest.mark.needs_data)
+
+
+@pytest.fixture(scope="session")
+def bindir() -> Path:
+    """WFDB's bxb and sumstats, built once from the shared sources (skipped without a C
+    compiler or the sources)."""
+    import shutil
+
+    from ecgcnn.errors import EcgError
+    from ecgcnn.evaluation import bxb
+
+    try:
+        return bxb.build_bxb()
+    except EcgError as exc:
+        if shutil.which(os.environ.get("CC", "cc")) is None or "not found" in str(exc):
+            pytest.skip(f"bxb cannot be built here: {exc}")
+        raise
+
+
 @pytest.fixture(scope="session")
 def mitdb() -> Path:
     """The real MIT-BIH copy from $ECGCNN_DATA_DIR (integration tests are skipped without it)."""
@@ -83,7 +112,8 @@ def compose(config_name: str, overrides=()):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
-    import ecgcnn.config  # noqa: F401
+    # registers the base_* schemas (ecgcnn.config's and base_inter_patient)
+    import ecgcnn.training.inter_patient  # noqa: F401
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return hcompose(
@@ -98,7 +128,10 @@ def load_group(group: str, name: str):
     from ecgcnn import config as c
 
     schemas = {
-        "split": c.SplitConfig,
+        "split": {
+            "patient_specific": c.PatientSpecificSplit,
+            "inter_patient": c.InterPatientSplit,
+        }.get(name),
         "model": c.ModelConfig,
         "optim": c.OptimConfig,
         "trainer": c.TrainerConfig,

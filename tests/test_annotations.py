@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -183,16 +182,6 @@ def escape_correction(rec, pairs, start: int, lab_at: dict) -> tuple[int, int, i
     called = {int(r): lab_at[int(d)] for r, d in pairs.tolist() if int(r) in esc}
     as_s = sum(v == "S" for v in called.values())
     return as_s, len(esc) - as_s, -as_s
-
-
-@pytest.fixture(scope="module")
-def bindir():
-    try:
-        return bxb.build_bxb()
-    except EcgError as exc:
-        if shutil.which(os.environ.get("CC", "cc")) is None or "not found" in str(exc):
-            pytest.skip(f"bxb cannot be built here: {exc}")
-        raise
 
 
 @pytest.mark.slow

@@ -221,11 +221,6 @@ def test_unknown_record(app, good_root, cache, checkpoints, tmp_path, capfd):
 
 SETTINGS = {
     "negative_minutes": (["finetune", "zeroshot"], "split.minutes=-5", "minutes"),
-    "unknown_activation": (
-        ["train", "finetune", "zeroshot"],
-        "model.activation=wiggle",
-        "model.activation",
-    ),
     "zero_window": (
         ["prepare", "train", "finetune", "zeroshot"],
         "data.beat.length=0",

@@ -3,9 +3,6 @@ atr against itself on a real record."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import numpy as np
 import pytest
 import wfdb
@@ -14,16 +11,6 @@ from ecgcnn.errors import EcgError
 from ecgcnn.evaluation import bxb
 
 FS = 360
-
-
-@pytest.fixture(scope="module")
-def bindir():
-    try:
-        return bxb.build_bxb()
-    except EcgError as exc:
-        if shutil.which(os.environ.get("CC", "cc")) is None or "not found" in str(exc):
-            pytest.skip(f"bxb cannot be built here: {exc}")
-        raise
 
 
 def _pair(d, with_header=True):

@@ -76,7 +76,6 @@ def _cases(root: Path, ck: dict[str, Path], mitdb: str) -> dict[str, tuple]:
         "eval_other_shape": (EVAL, ev + [f"checkpoint={ck['othershape']}"], "othershape.pt"),
         "eval_unsafe_pickle": (EVAL, ev + [f"checkpoint={ck['evil']}"], "evil.pt"),
         "eval_without_checkpoint": (EVAL, ev, "checkpoint"),  # `???` in eval.yaml
-        "train_unknown_activation": (TRAIN, small + ["model.activation=foo"], "model.activation"),
         "train_negative_lr": (TRAIN, small + ["optim.lr=-1"], "optim.lr"),
         "train_cuda_without_gpu": (TRAIN, small + ["trainer.device=cuda"], "trainer.device"),
     }
@@ -108,6 +107,7 @@ def results(tmp_path_factory):
     cases = _cases(root, ck, mitdb)
     cases["hydra_typo"] = (TRAIN, ["trainer.max_epoch=3"], None)
     cases["hydra_wrong_type"] = (TRAIN, ["trainer.max_epochs=abc"], None)
+    cases["hydra_unknown_choice"] = (TRAIN, ["model.activation=foo"], None)  # an Enum
     if not os.environ.get("ECGCNN_DATA_DIR"):
         cases = {k: v for k, v in cases.items() if k not in NEEDS_DATA}
     jobs = {}
@@ -131,7 +131,6 @@ def results(tmp_path_factory):
 NEEDS_DATA = {
     "prepare_unknown_record",
     "train_unknown_record",
-    "train_unknown_activation",
     "train_negative_lr",
     "train_cuda_without_gpu",
 }
@@ -144,7 +143,6 @@ CASES = [
     "eval_other_shape",
     "eval_unsafe_pickle",
     "eval_without_checkpoint",
-    "train_unknown_activation",
     "train_negative_lr",
     "train_cuda_without_gpu",
 ]
@@ -162,7 +160,11 @@ def _written(out: Path, cwd: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(c, marks=pytest.mark.slow) if c in NEEDS_DATA else c for c in CASES]
+    "name",
+    [
+        pytest.param(c, marks=[pytest.mark.slow, pytest.mark.needs_data]) if c in NEEDS_DATA else c
+        for c in CASES
+    ],
 )
 def test_bad_input_gives_one_error_line(results, name):
     runs, ck = results
@@ -189,6 +191,7 @@ def test_bad_input_gives_one_error_line(results, name):
     [
         ("hydra_typo", "max_epoch"),
         ("hydra_wrong_type", "max_epochs"),
+        ("hydra_unknown_choice", "expected one of [relu, relu6, tanh"),
     ],
 )
 def test_hydra_config_errors_exit_1_without_traceback(results, name, needle):

@@ -35,7 +35,11 @@ def _is_app_config(path) -> bool:
 
 TOP = sorted(p for p in CONFIGS.glob("*.yaml"))
 APPS = [p.stem for p in TOP if _is_app_config(p)]
-GROUPS = sorted(d.name for d in CONFIGS.iterdir() if d.is_dir() and d.name != "hydra")
+GROUPS = sorted(
+    d.name for d in CONFIGS.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
+)
+#: configs/experiment/<app>_<variant>.yaml: Hydra's experiment pattern (+experiment=<name>)
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 
 
@@ -138,12 +142,29 @@ def test_every_group_option_composes_in_train_and_builds(group, option):
         ("trainer.max_epochs=abc", "max_epochs"),
         ("model.activation_param=xyz", "activation_param"),
         ("optim.lr=fast", "lr"),
+        # choices are Enums: a value outside them fails here, naming the allowed ones
+        ("model.activation=wiggle", "relu, relu6, tanh"),
+        ("data.filter.kind=lowpass", "none, bandpass, median, median+bandpass"),
+        ("trainer.device=tpu", "auto, cpu, cuda"),
+        ("split.name=leave_one_out", "patient_specific, inter_patient"),
     ],
 )
 def test_typo_and_wrong_type_fail_at_compose_time(override, needle):
     with pytest.raises(ConfigCompositionException) as info:
         compose("train", [override])
     assert needle in str(info.value) + str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_with_its_app_and_changes_it(name):
+    app = next(a for a in sorted(APPS, key=len, reverse=True) if name.startswith(f"{a}_"))
+    _register_app_schemas()
+    base = compose(app, ["record=100"] if app == "finetune" else [])
+    cfg = compose(app, [*(["record=100"] if app == "finetune" else []), f"+experiment={name}"])
+    changed = OmegaConf.to_container(cfg, enum_to_str=True) != OmegaConf.to_container(
+        base, enum_to_str=True
+    )
+    assert changed and OmegaConf.missing_keys(cfg) == OmegaConf.missing_keys(base)
 
 
 def test_group_option_that_does_not_exist_fails():

@@ -49,13 +49,16 @@ def _beats(record: str, y, window=(1, 8)) -> BeatSet:
 def test_ds1_validation_holds_out_whole_records_and_never_touches_ds2():
     cfg = compose("inter_patient")
     ds1, ds2 = list(map(str, cfg.split.train_records)), list(map(str, cfg.split.test_records))
-    val = list(map(str, cfg.val_records))
-    assert set(val) < set(ds1) and not set(val) & set(ds2) and len(ds1) == len(ds2) == 22
+    assert set(map(str, cfg.val_records)) < set(ds1)  # empty: the shipped all-DS1 training
+    val = ["116", "124", "201", "203", "220"]  # the earlier hold-out
+    assert not set(ds1) & set(ds2) and len(ds1) == len(ds2) == 22
     beats = {r: _beats(r, [0, 0, 1]) for r in ds1}  # DS2 records are not even given
     train, held = split_ds1(beats, ds1, val, ds2)
     assert set(held.record) == set(val) and not set(train.record) & set(val)
     assert set(train.record) == set(ds1) - set(val)
     assert len(train) + len(held) == 3 * 22
+    everything, none = split_ds1(beats, ds1, [], ds2)
+    assert none is None and len(everything) == 3 * 22
     with pytest.raises(EcgError, match="not training"):
         split_ds1(beats, ds1, ["100"], ds2)  # a DS2 record as validation patient
     with pytest.raises(EcgError, match="both training and test"):

@@ -433,7 +433,7 @@ def test_live_config_lists_only_changes():
     cfg = compose("live", ["record=208", "speed=10"])
     assert cfg.host == "127.0.0.1" and cfg.port == 8765 and cfg.checkpoint is None
     assert cfg.speed == 10 and cfg.window_s == 10 and cfg.alarms.vt.severity == "high"
-    raw = OmegaConf.load(REPO / "configs" / "live.yaml")
+    raw = OmegaConf.load(REPO / "src" / "ecgcnn" / "configs" / "live.yaml")
     assert set(raw) == {"defaults", "hydra"}
     with pytest.raises(Exception, match="port"):
         compose("live", ["port=many"])

@@ -24,7 +24,7 @@ from ecgcnn.models import (
     make_activation,
 )
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "ecgcnn" / "configs"
 PRESETS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 # (parameters, FLOPs/beat) for in_channels=2, length=128, n_rr=7, 5 classes, as documented in
 # the YAML comments; a preset edited without updating its comment fails here.

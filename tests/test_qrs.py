@@ -198,6 +198,7 @@ def _data_dir() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.needs_data
 def test_record_100_se_ppv_and_chunk_invariance():
     from ecgcnn.data.io import read_record
 

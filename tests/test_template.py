@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import synth_ecg, write_record
 from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 
 from ecgcnn.apps.finetune import init_paths, prepared_template, view_files
 from ecgcnn.config import DataConfig, check_config
@@ -80,8 +81,8 @@ def test_views_cut_from_add_equal_their_own_preparation(tmp_path):
     assert diff[v].min() > 5 * np.median(diff[n][5:])
     with pytest.raises(EcgError, match="prepare with 'add'"):
         select_view(b["none"], "none", "add", 2)
-    with pytest.raises(EcgError, match="data.beat.template: unknown 'median'"):
-        extract_beats(rec, _cfg(tmp_path, "median"))
+    with pytest.raises(ValidationError, match="'median', expected one of \\[none, add, replace\\]"):
+        _cfg(tmp_path, "median")  # refused when the config is made
     with pytest.raises(EcgError, match="data.beat.template_window"):
         bad = _cfg(tmp_path, "add")
         bad.beat.template_window = 0

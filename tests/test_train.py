@@ -75,6 +75,8 @@ def trainer_cfg(**kw):
             "num_threads": 1,
             "batch_size": 32,
             "max_epochs": 3,
+            "class_weighting": "none",
+            "early_stopping_patience": 10,
             **kw,
         },
     )

@@ -14,6 +14,13 @@ class EcgError(Exception):
     """Bad input or setting: the message names the file or setting and what is wrong."""
 
 
+def check_settings(checks) -> None:
+    """Raise :class:`EcgError` for the first ``(setting, value, ok, expected)`` that fails."""
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise EcgError(f"{key}: got {value}, expected {expected}")
+
+
 def cli_errors(func: F) -> F:
     """Wrap a console-script ``main`` so that bad input ends in one line and exit status 2.
 

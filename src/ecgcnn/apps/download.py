@@ -15,8 +15,7 @@ from ecgcnn.data.download import download_mitdb
 from ecgcnn.errors import cli_errors
 
 
-# An absolute CONFIG_DIR: a relative config_path is resolved as a Python package when the app
-# runs as a console script, and configs/ sits above the package, where that cannot reach.
+# An absolute CONFIG_DIR (the package's configs/, or $ECGCNN_CONFIG_DIR).
 @string_overrides()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="download")
 @cli_errors

@@ -7,15 +7,14 @@ stores the result, or returns the stored beats when the settings and the source 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -142,12 +141,9 @@ def load_beats(
     fresh: dict[str, tuple[BeatSet, dict]] = {}  # the prepared ones, for the cache
     # the bar as a context: closed (and, leave=False, cleared) on an error too, so the error is
     # the one line left on the terminal
-    with (
-        tqdm(
-            total=len(names), desc="prepare", unit="rec", disable=not progress, leave=False
-        ) as bar,
-        contextlib.ExitStack() as stack,
-    ):
+    with tqdm(
+        total=len(names), desc="prepare", unit="rec", disable=not progress, leave=False
+    ) as bar:
         for name in names:
             sig = _source_signature(root, name, cfg.annotator)
             hit = _load_cached(cdir / f"{name}.npz", sig) if cdir else None
@@ -158,11 +154,9 @@ def load_beats(
             else:
                 sigs[name] = sig
         jobs = [(root, name, cfg) for name in sigs]
-        if workers > 1 and len(jobs) > 1:
-            pool = stack.enter_context(mp.get_context("fork").Pool(min(workers, len(jobs))))
-            results = pool.imap(_prepare_record, jobs)
-        else:
-            results = map(_prepare_record, jobs)
+        # in record order as they finish (joblib's processes; one record per task)
+        run = Parallel(n_jobs=max(1, min(workers, len(jobs))), return_as="generator")
+        results = run(delayed(_prepare_record)(job) for job in jobs)
         for name, beats, info in results:
             bar.update()
             if beats is None:

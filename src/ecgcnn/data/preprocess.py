@@ -49,8 +49,6 @@ def bandpass(x: np.ndarray, fs: float, low_hz: float, high_hz: float, order: int
 def apply_filter(x: np.ndarray, fs: float, cfg) -> np.ndarray:
     """Filter a record's signal as configured by ``data.filter`` (see ``FilterConfig``)."""
     kind = cfg.kind
-    if kind not in FILTER_KINDS:
-        raise EcgError(f"data.filter.kind: unknown filter '{kind}' (choose from {FILTER_KINDS})")
     if "median" in kind:
         x = remove_baseline_median(x, fs, tuple(cfg.median_s))
     if "bandpass" in kind:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgcnn.data.beats import CLASSES, BeatSet
-from ecgcnn.errors import EcgError
+from ecgcnn.errors import EcgError, check_settings
 
 
 @dataclass
@@ -20,6 +20,17 @@ class PatientData:
     record: str
     own_train: BeatSet  # beats with R peak in the first `minutes` minutes
     test: BeatSet  # the rest of the record (minus common-set beats when excluded)
+
+
+def check_patient_split(s) -> None:
+    """Refuse an out-of-range patient-specific split (``PatientSpecificSplit``)."""
+    counts = dict(s.common_counts)
+    check_settings(
+        [
+            ("split.minutes", s.minutes, s.minutes > 0, "> 0 minutes"),
+            ("split.common_counts", counts, all(v >= 0 for v in counts.values()), ">= 0"),
+        ]
+    )
 
 
 def boundary_sample(minutes: float, fs: float) -> int:
@@ -115,6 +126,4 @@ def split_records(cfg) -> tuple[list[str], list[str]]:
     if cfg.name == "patient_specific":
         recs = list(cfg.records)
         return sorted(set(recs) | set(cfg.common_records)), recs
-    if cfg.name == "inter_patient":
-        return list(cfg.train_records), list(cfg.test_records)
-    raise EcgError(f"split.name: unknown split '{cfg.name}' (patient_specific | inter_patient)")
+    return list(cfg.train_records), list(cfg.test_records)

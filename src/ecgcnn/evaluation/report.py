@@ -19,14 +19,11 @@ import yaml
 from matplotlib.figure import Figure
 
 from ecgcnn.atomic import write_bytes_atomic
+from ecgcnn.config import CONFIG_DIR
 from ecgcnn.errors import EcgError
 from ecgcnn.evaluation.aami import CLASSES, METRICS
 
-# configs/ of the source tree, or $ECGCNN_CONFIG_DIR (non-editable installs, the Docker image)
-PUBLISHED_PATH = (
-    Path(os.environ.get("ECGCNN_CONFIG_DIR") or Path(__file__).resolve().parents[3] / "configs")
-    / "published.yaml"
-)
+PUBLISHED_PATH = Path(CONFIG_DIR) / "published.yaml"  # package data, beside the app configs
 PROTOCOLS = ("patient_specific", "inter_patient")
 KINDS = ("VEB", "SVEB")
 # Column order of every VEB/SVEB table, as the literature prints it (Acc, Se, Spe, +P).

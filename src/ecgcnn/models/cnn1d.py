@@ -296,6 +296,28 @@ class CNN1D(nn.Module):
 
 
 # ----------------------------------------------------------------------------- config -> model
+def check_model_config(cfg: Any) -> None:
+    """Refuse a ``ModelConfig`` that :class:`CNN1D` would refuse, before any data is read."""
+    for i, c in enumerate(_field(cfg, "conv")):
+        _check_spec(i, _spec(c))
+    fc, dropout = [int(n) for n in _field(cfg, "fc")], float(_field(cfg, "dropout"))
+    if any(n < 1 for n in fc):
+        raise EcgError(f"model.fc: got {fc}, expected positive sizes")
+    if not 0.0 <= dropout < 1.0:
+        raise EcgError(f"model.dropout: got {dropout}, expected in [0, 1)")
+
+
+def _spec(c: Any) -> ConvSpec:
+    return ConvSpec(
+        channels=int(_field(c, "channels")),
+        kernel=int(_field(c, "kernel")),
+        stride=int(_field(c, "stride")),
+        pool=str(_field(c, "pool")),
+        pool_size=int(_field(c, "pool_size")),
+        pool_stride=int(_field(c, "pool_stride")),
+    )
+
+
 def _field(cfg: Any, name: str) -> Any:
     return cfg[name] if isinstance(cfg, Mapping) else getattr(cfg, name)
 
@@ -305,17 +327,7 @@ def build_model(cfg: Any, in_channels: int, length: int, n_rr: int, n_classes: i
 
     ``cfg.use_rr = False`` drops the RR features (``n_rr = 0``) whatever the data provides.
     """
-    conv = [
-        ConvSpec(
-            channels=int(_field(c, "channels")),
-            kernel=int(_field(c, "kernel")),
-            stride=int(_field(c, "stride")),
-            pool=str(_field(c, "pool")),
-            pool_size=int(_field(c, "pool_size")),
-            pool_stride=int(_field(c, "pool_stride")),
-        )
-        for c in _field(cfg, "conv")
-    ]
+    conv = [_spec(c) for c in _field(cfg, "conv")]
     return CNN1D(
         in_channels=int(in_channels),
         length=int(length),

@@ -64,10 +64,6 @@ class _Episode:
     """One rule's state: fires once per episode, not again within its refractory period."""
 
     def __init__(self, name: str, rule_cfg, fs: float) -> None:
-        if rule_cfg.severity not in SEVERITIES:
-            raise EcgError(
-                f"alarms.{name}.severity: '{rule_cfg.severity}' (choose from {SEVERITIES})"
-            )
         if rule_cfg.refractory_s < 0:
             raise EcgError(f"alarms.{name}.refractory_s: must be >= 0, got {rule_cfg.refractory_s}")
         self.name, self.fs = name, fs

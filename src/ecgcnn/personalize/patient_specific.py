@@ -136,8 +136,6 @@ def finetune_patient(cfg: DictConfig, out_dir: Path, beats: dict | None = None) 
 
         before = boundary_sample(cfg.split.minutes, cfg.data.fs)
         sub[rec] = detector_aligned(sub[rec], data_cfg, rec, before)
-    elif cfg.train_peaks != "annotations":
-        raise EcgError(f"train_peaks: unknown '{cfg.train_peaks}' (annotations | detector)")
     plain = plain_channels(cfg.data)
     want = plain * (2 if prepared == "add" else 1)
     got = {r: b.x.shape[1] for r, b in sub.items() if b.x.shape[1] != want}
@@ -256,8 +254,10 @@ def train_views(
                     "best_metric": float("nan"),
                     "record": rec,
                     "view": view,
-                    "config": OmegaConf.to_container(cfg, resolve=True),
-                    "data": OmegaConf.to_container(view_data(cfg.data, view), resolve=True),
+                    "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                    "data": OmegaConf.to_container(
+                        view_data(cfg.data, view), resolve=True, enum_to_str=True
+                    ),
                     "rr_features": list(RR_FEATURES),
                 },
                 out_dir / model_file(view, k, cfg.ensemble),

@@ -213,8 +213,6 @@ def fit_person(
         # one "abnormal" output (the V slot) for every synthetic beat: the app only ever asks
         # normal-vs-abnormal, and S/V filters can overlap in shape
         train.y = np.where(train.y == N, N, V)
-    elif cfg.labels != "nsv":
-        raise EcgError(f"labels: unknown '{cfg.labels}' (nsv | binary)")
 
     if int(cfg.ensemble) < 1:
         raise EcgError(f"ensemble: need at least 1 model per person, got {cfg.ensemble}")
@@ -301,12 +299,10 @@ def checkpoint_extra(cfg, record: str, view: str) -> dict:
     """What a zero-shot checkpoint carries beside the weights: the beat settings (``data``),
     how its input is normalised (``zeroshot``: :data:`INPUT_FIELDS` with the ZeroShotConfig
     names, plus its ``template`` view), the person and the RR feature order."""
-    zs = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in INPUT_FIELDS
-    }
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    zs = {k: plain[k] for k in INPUT_FIELDS}
     return {
-        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "data": OmegaConf.to_container(cfg.data, resolve=True, enum_to_str=True),
         "zeroshot": {**zs, "template": view},
         "record": str(record),
         "view": view,

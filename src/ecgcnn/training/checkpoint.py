@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -14,11 +15,23 @@ from ecgcnn.errors import EcgError
 REQUIRED = ("model", "model_args", "classes")
 
 
+def _plain(x):
+    """``x`` with every config choice (an Enum) as its string value: ``weights_only`` loading
+    refuses any class it does not know."""
+    if isinstance(x, Enum):
+        return str(x.value)
+    if type(x) is dict:  # not a state_dict's OrderedDict (its _metadata stays)
+        return {_plain(k): _plain(v) for k, v in x.items()}
+    if type(x) in (list, tuple):
+        return type(x)(_plain(v) for v in x)
+    return x
+
+
 def save_checkpoint(payload: dict, path: Path) -> None:
     """Write ``payload`` to ``path`` via a temp file + rename: a crash (or a full disk) never
     leaves a truncated checkpoint under the final name."""
     with atomic_output(path, "wb") as fh:
-        torch.save(payload, fh)
+        torch.save(_plain(payload), fh)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -344,7 +344,7 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
         prior = {str(c): float(w) for c, w in cfg.prior.items()}
         fold_prior(model, prior)
         before = after = {}
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     payload = {
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "model_args": model.model_args,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ecgcnn.atomic import atomic_output
 from ecgcnn.data.beats import CLASSES, BeatSet
 from ecgcnn.data.dataset import BeatDataset
-from ecgcnn.errors import EcgError
+from ecgcnn.errors import EcgError, check_settings
 from ecgcnn.training.augment import augment_batch
 from ecgcnn.training.checkpoint import load_checkpoint, save_checkpoint
 from ecgcnn.training.losses import build_loss
@@ -51,6 +51,25 @@ def select_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise EcgError(f"trainer.device: unknown device '{name}' (auto | cpu | cuda)")
     return torch.device(name)
+
+
+def check_training_config(optim_cfg, trainer_cfg) -> None:
+    """Refuse out-of-range ``optim`` / ``trainer`` settings (either may be None)."""
+    o, t = optim_cfg, trainer_cfg
+    checks = []
+    if o is not None:
+        checks += [
+            ("optim.lr", o.lr, o.lr > 0, "> 0"),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+        ]
+    if t is not None:
+        checks += [
+            ("trainer.max_epochs", t.max_epochs, t.max_epochs >= 1, ">= 1"),
+            ("trainer.batch_size", t.batch_size, t.batch_size >= 1, ">= 1"),
+            ("trainer.num_threads", t.num_threads, t.num_threads >= 1, ">= 1"),
+            ("trainer.val_fraction", t.val_fraction, 0 <= t.val_fraction < 1, "in [0, 1)"),
+        ]
+    check_settings(checks)
 
 
 def is_main_process() -> bool:
@@ -117,8 +136,6 @@ def _optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
             p, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         ),
     }
-    if cfg.name not in opts:
-        raise EcgError(f"optim.name: unknown optimizer '{cfg.name}' (choose from {list(opts)})")
     if cfg.lr <= 0:
         raise EcgError(f"optim.lr: must be > 0, got {cfg.lr}")
     return opts[cfg.name](model.parameters())
@@ -134,8 +151,6 @@ def _scheduler(opt, cfg, max_epochs: int):
             opt, factor=cfg.gamma, patience=max(1, cfg.step_size // 2)
         ),
     }
-    if cfg.scheduler not in scheds:
-        raise EcgError(f"optim.scheduler: unknown '{cfg.scheduler}' (choose from {list(scheds)})")
     return scheds[cfg.scheduler]()
 
 
@@ -262,9 +277,6 @@ def fit(
                 loss = loss_fn(net(x, rr), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if tc.grad_clip > 0:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             scaler.step(opt)
             scaler.update()
             total += float(loss.detach()) * len(idx)

@@ -46,9 +46,7 @@ def training_beats(cfg: DictConfig, beats: dict[str, BeatSet] | None = None) -> 
     common, patients = patient_specific(beats, cfg.split, cfg.data.fs)
     if cfg.train_on == "common":
         return common
-    if cfg.train_on == "all":
-        return BeatSet.concat([common] + [p.own_train for p in patients.values()])
-    raise EcgError(f"train_on: unknown '{cfg.train_on}' (common | all)")
+    return BeatSet.concat([common] + [p.own_train for p in patients.values()])
 
 
 def model_for(cfg: DictConfig, beats: BeatSet) -> torch.nn.Module:
@@ -89,8 +87,8 @@ def train(cfg: DictConfig, out_dir: Path, beats: dict[str, BeatSet] | None = Non
                 f"validating on {len(val_set) if val_set is not None else 0:,}"
             )
         extra = {
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+            "data": OmegaConf.to_container(cfg.data, resolve=True, enum_to_str=True),
             "rr_features": list(RR_FEATURES),
         }
         res = fit(
