@@ -2,12 +2,17 @@
 
 The protocol (de Chazal et al. 2004) tests on DS2; everything chosen here is chosen on DS1:
 
-* validation is **patient-wise**: whole DS1 records (``val_records``) are held out of
-  training, used for early stopping and for the decision rule, never for the weights;
+* validation is **patient-wise**: :func:`cross_validate` deals DS1 into folds of whole
+  records and picks the epoch count and the class priors on the out-of-fold predictions of all
+  DS1 beats; the shipped model then trains on all of DS1 with them (``val_records`` empty).
+  With ``val_records`` given, those whole DS1 records are held out instead, for early
+  stopping and for the decision rule, never for the weights;
 * the decision rule is a class-prior shift: the S and V probabilities are multiplied by the
   weights that maximise the SVEB / VEB F1 on the held-out DS1 patients (``calibrate``), and
   the shift is folded into the output layer's bias (``log w``), so the checkpoint stays a
   plain CNN1D whose argmax is the calibrated decision (the monitor and exporters run it as is);
+* ``rr_standardize`` trains on standardized RR features and folds the scaling into the first
+  head layer, so the checkpoint takes the raw features;
 * RR features listed in ``rr_const`` are held at their DS1 mean while training and their
   weights folded into the bias afterwards, so the model ignores them (the stream still
   computes all ``RR_FEATURES``: the checkpoint's inputs do not change).
