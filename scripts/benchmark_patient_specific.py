@@ -18,14 +18,15 @@ scratch, as Kiranyaz 2016 does. Overrides are Hydra overrides of configs/finetun
 ``--seeds 0,1,2`` runs the whole benchmark once per ``trainer.seed`` (common and patient models;
 the 245-beat common set stays the protocol's) under ``OUT/seed<s>/``; the figures are then the
 mean over seeds, with ``VEB_range``/``SVEB_range`` ([min, max]) and ``per_seed``. ``--review N``
-(25 when no number follows; put it after the overrides) also runs the review-in-the-loop
+(25 when no number follows; write the number when overrides follow) also runs the review-in-the-loop
 protocol (``ecgcnn.personalize.review``, ``review.*`` overrides) on copies of the same models:
 at most N beats per patient asked after the training minutes, not scored; its gross figures in
 ``"review"`` (with ``"asked"``: beats asked in all, per seed), the asked beats and why in
 ``OUT/[seed<s>/]review.json``. The strict figures of the same run are unchanged by it.
 Prints the per-patient training time, the gross table, and ends with one JSON line:
 {"wall_s", "peak_rss_mb", "VEB": {"Acc","Se","Spe","PPV"}, "SVEB": {...}[, "VEB_range",
-"SVEB_range", "seeds", "per_seed"][, "review": {"VEB", "SVEB", "asked", ...}]}.
+"SVEB_range", "seeds", "per_seed"][, "review": {"VEB", "SVEB", "asked", ...}]}; peak_rss_mb is
+the main process's peak RSS plus the largest worker's (what two such processes can hold at once).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import pytest
 import scipy.signal as sps
 from conftest import REPO, compose, write_record
 
-from ecgcnn.apps.noise_stress import noise_stress
 from ecgcnn.data.io import Record, read_record
 from ecgcnn.errors import EcgError
 from ecgcnn.noise import (
@@ -33,6 +32,7 @@ from ecgcnn.noise import (
     synth_em,
     write_wfdb,
 )
+from ecgcnn.noise.stress import generated_stress as noise_stress
 
 FS = 360
 
@@ -277,7 +277,8 @@ def _synth_db(tmp_path: Path) -> Path:
     return d
 
 
-def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])  # in this process, and in joblib's processes
+def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch, workers):
     monkeypatch.delenv(NSTDB_ENV, raising=False)  # em alone needs no noise records
     root = _synth_db(tmp_path)
     cfg = compose(
@@ -290,7 +291,7 @@ def test_end_to_end_synthetic_patient_all_snrs(tmp_path, monkeypatch):
             'split.common_records=["s1","s2"]',
             *_counts(N=10, V=5),
             "trainer.max_epochs=2",
-            "workers=1",
+            f"workers={workers}",
             "noise.types=[em]",
             "noise.measure=segments",
             "monitor_snr_db=[12]",
@@ -352,3 +353,71 @@ def test_end_to_end_real_patient_reusing_models_dir(tmp_path, mitdb, nstdb):
         assert lo["noisy_only"]["VEB"]["Se"] <= hi["noisy_only"]["VEB"]["Se"] + 1e-9
     with pytest.raises(EcgError, match="patient model not found"):
         noise_stress(compose("noise_stress", [*over, f"models_dir={tmp_path}"]), tmp_path / "c")
+
+
+# ----------------------------------------------------------------------------- real em
+def test_recovered_em_is_the_added_noise_without_nsts_offsets(tmp_path):
+    """A fake NSTDB pair (clean '118', '118e_6' = nst's mix of a known noise at -6 dB) written
+    as WFDB: recover_em gives gain * (noise - its value before each switch-on) where the noise
+    is on, 0 elsewhere (to the 212 format's 0.005 mV steps), and em_noisy adds it to a record
+    at the SNR nst would have given it (so also 4.5 dB under nominal for NSTDB's 118e12)."""
+    from ecgcnn.noise.real_em import em_noisy, recover_em
+
+    sig, r, syms = fast_ecg(12.0)
+    rec = Record("118", sig, float(FS), ["MLII", "V1"], r.astype(np.int64), np.array(syms))
+    rng = np.random.default_rng(5)  # band-limited Gaussian: peaks stay inside 212's +-10 mV
+    sos = sps.butter(2, (0.5, 10.0), "bandpass", fs=FS, output="sos")
+    noise = sps.sosfilt(sos, rng.normal(size=(len(sig), 2)), axis=0)
+    noise /= noise.std(0)
+    noise[: 300 * FS] *= 0.6  # quieter where nst sizes it: the SNR on the segments is lower
+    mask = nst_mask(len(sig), FS)
+    pp = np.array([qrs_size(sig[:, j], FS, r, syms) for j in range(2)])
+    size = np.array([noise_size(noise[:, j], FS) for j in range(2)])
+    d = tmp_path / "db"
+    write_record(d, "118", sig.astype(float), r, syms)
+    fake = noisy_record(rec, noise, -6.0, mask, pp, size).signal
+    write_record(d, "118e_6", fake.astype(float), r, syms)
+    em, em_size = recover_em(d, d)
+    g = np.array([noise_gain(-6.0, pp[j], size[j]) for j in range(2)])
+    on = np.flatnonzero(np.diff(mask.astype(int)) == 1) + 1
+    want = np.zeros_like(noise)
+    for a, b in itertools.pairwise([*on, len(mask)]):
+        want[a:b] = g * (noise[a:b] - noise[a - 1])
+    want[~mask] = 0
+    assert np.abs(em - want).max() < 0.011  # two 212 roundings of 0.005 mV
+    assert not em[~mask].any()
+    # another record (half the QRS size) at 12 dB: the SNR nst gives it with the original noise
+    other = Record("x", 0.5 * sig, float(FS), ["MLII", "V1"], rec.ann_samples, rec.ann_symbols)
+    got = em_noisy(other, em, em_size, 12.0).signal
+    ref = noisy_record(other, noise, 12.0, mask, 0.5 * pp, size).signal
+    for j in range(2):
+        snr = [added_snr(other.signal[:, j], x[:, j], FS, mask, 0.5 * pp[j]) for x in (got, ref)]
+        assert abs(snr[0] - snr[1]) < 0.05 and snr[0] < 12 - 3
+    assert np.array_equal(got[: on[0]], other.signal[: on[0]])  # nothing before 5:00
+
+
+@pytest.mark.slow
+def test_real_em_quick_mode(tmp_path, mitdb):
+    """ecgcnn-noise-stress's small mode (CI): the shipped model on 118 and NSTDB's 118e12, 8
+    minutes, without and with the quality stage, our scores and bxb's."""
+    from ecgcnn.noise.real_em import headline_real_em, real_em_stress
+
+    if not (Path(mitdb).parent / "nstdb-118e" / "118e12.hea").is_file():
+        pytest.skip("no nstdb-118e records beside ECGCNN_DATA_DIR")
+    over = [f"data.root={mitdb}", "real_em.shipped=true", "real_em.snr_db=[12]"]
+    over += ["real_em.max_minutes=8", "workers=1"]
+    s = real_em_stress(compose("noise_stress", over), tmp_path / "out")
+    line = headline_real_em(s)
+    assert set(line["snr"]) == set(line["without"]) == {"clean", "12"}
+    w, wo = line["snr"]["12"], line["without"]["12"]
+    assert wo["shutdown_frac"] == 0 and 0 < w["shutdown_frac"] <= 0.5
+    assert w["qrs_ppv"] > wo["qrs_ppv"]  # fewer false detections among the decided beats
+    assert line["snr"]["clean"]["shutdown_frac"] == 0
+    assert line["snr"]["clean"]["false_alarms_per_h"] == 0  # the clean run is the reference
+    bxb = s["snr"]["12"]["bxb"]
+    if "error" not in bxb:  # bxb counts the decided beats as we do
+        assert abs(bxb["qrs_ppv"] - w["qrs_ppv"]) < 0.005
+    assert (tmp_path / "out" / "real_em.json").is_file()
+    assert "| 118 | 12 |" in (tmp_path / "out" / "report.md").read_text().replace(
+        " 12 | ", " | 12 | "
+    )

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -132,29 +126,50 @@ def test_clean_records_full_of_pvcs_are_never_shut_down(mitdb, record):
     assert not v.unreadable.any()
 
 
-@pytest.mark.slow
-def test_real_em_benchmark_quick(mitdb):
-    noisy = Path(mitdb).parent / "nstdb-118e"
-    if not (noisy / "118e12.hea").is_file():
-        pytest.skip("no nstdb-118e records beside ECGCNN_DATA_DIR")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_real_em.py"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--quick",
-            "--clean-dir",
-            str(mitdb),
-            "--noisy-dir",
-            str(noisy),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ},
+def test_analyze_and_monitor_mark_the_same_segments(tmp_path):
+    """ecgcnn-analyze (batch, 600-s blocks) and ecgcnn-monitor (stream, 1-s chunks) on one
+    two-lead record with a noise burst: the same unreadable seconds and Q beats, and the WFDB
+    output brackets each shutdown span with '~' (subtype 0x30 opens it)."""
+    import wfdb
+    from conftest import compose
+
+    from ecgcnn.data.beats import CLASSES
+    from ecgcnn.monitor.analyze import analyze
+    from ecgcnn.monitor.session import monitor
+
+    x = two_leads(True)
+    beats = schedule(120.0, vt_at=40.0, vt_beats=8)
+    d = tmp_path / "rec"
+    d.mkdir()
+    wfdb.wrsamp(
+        "q1",
+        fs=FS,
+        units=["mV", "mV"],
+        sig_name=["MLII", "V1"],
+        p_signal=x.astype(float),
+        fmt=["16", "16"],
+        adc_gain=[1000.0, 1000.0],
+        baseline=[0, 0],
+        write_dir=str(d),
     )
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    w, wo = res["snr"]["12"], res["without"]["12"]
-    assert wo["shutdown_frac"] == 0 and 0 < w["shutdown_frac"] <= 0.5
-    assert w["qrs_ppv"] > wo["qrs_ppv"]  # fewer false detections among the decided beats
-    assert res["snr"]["clean"]["shutdown_frac"] == 0
+    smp = np.round(np.array([t for t, _ in beats]) * FS).astype(int)
+    wfdb.wrann("q1", "atr", smp, symbol=[k for _, k in beats], write_dir=str(d))
+    kw = {"classifier": width_classifier, "data_cfg": data_cfg(), "classes": list(CLASSES)}
+    a = analyze(compose("analyze", [f"record={d / 'q1'}", "report=false"]), tmp_path / "a", **kw)
+    m = monitor(
+        compose("monitor", [f"data.root={d}", "record=q1", "plot.enabled=false"]),
+        tmp_path / "m",
+        **kw,
+    )
+    assert a["quality"]["spans_s"] == m["quality"]["spans_s"] != []
+    lo, hi = BURST
+    assert all(lo - 2 <= s <= e <= hi + 2 for s, e in a["quality"]["spans_s"])
+    assert a["quality"]["beats_in_shutdown"] == m["quality"]["beats_in_shutdown"] > 0
+    assert a["class_counts"] == m["class_counts"]
+    ann = wfdb.rdann(str(tmp_path / "a" / "q1"), "ecgcnn")
+    tilde = [(s, t) for s, y, t in zip(ann.sample, ann.symbol, ann.subtype) if y == "~"]
+    got = [[round(s / FS, 3) for (s, _) in tilde[i : i + 2]] for i in range(0, len(tilde), 2)]
+    assert [t for _, t in tilde] == [0x30, 0] * len(a["quality"]["spans_s"])
+    assert got == [[s, round((round(e * FS)) / FS, 3)] for s, e in a["quality"]["spans_s"]]
+    q = sum(y == "Q" for y in ann.symbol)
+    assert q == a["quality"]["beats_in_shutdown"]

@@ -79,9 +79,30 @@ def test_write_report(tmp_path, metrics):
     assert "| gross | 97.6 | 100.0 | 97.3 | 83.3 | 98.8 | 80.0 | 100.0 | 100.0 |" in md
     # Record 100 has no S beats and none predicted: SVEB Se and +P undefined, shown as a dash.
     assert "| 100 | 60 | 96.7 | 100.0 | 96.0 | 83.3 | 100.0 | – | 100.0 | – |" in md
-    assert "| average |" in md and "![confusion](confusion.png)" in md
+    assert "| average |" in md and "confusion.png)" in md
     assert "protocol: patient-specific" in md
     assert "- dechazal2004: " in md and "Acc and Spe left null" in md
+    assert "project brief" not in md and "project issue" not in md
+    # captions say what a figure shows, not its file name
+    assert "*Confusion matrix of all test beats" in md and "<figcaption>confusion<" not in page
+    assert "<figcaption>loss_curve</figcaption>" in page  # a figure without a caption: its name
+    # the average table says why it is below the gross one
+    assert "pull the average below the gross figure" in md
+    # "this work": its record count; no protocol when the studies shown mix both protocols
+    assert "| this work (gross) |  | 2 |" in md
+
+
+def test_this_work_row_and_zero_percent_bars(tmp_path, metrics):
+    ps = {k: v for k, v in load_published().items() if v["protocol"] == "patient_specific"}
+    md = write_report(metrics, tmp_path, "t", published=ps)["markdown"].read_text()
+    assert "| this work (gross) | patient_specific | 2 | 97.6 |" in md
+    from ecgcnn.evaluation.figures import per_record_figure
+
+    # record 201: V Se undefined (no V beat) -> "n/a"; a record with V beats all missed -> "0"
+    per = dict(metrics["per_record"])
+    per["x"] = {"VEB": {"Se": 0.0, "PPV": None}, "SVEB": {"Se": None, "PPV": None}}
+    texts = [t.get_text() for ax in per_record_figure(per).axes for t in ax.texts]
+    assert texts.count("0") == 1 and "n/a" in texts
 
 
 def test_write_report_without_records(tmp_path):

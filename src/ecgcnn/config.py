@@ -303,7 +303,7 @@ _ELSEWHERE = {
     "ecgcnn.monitor.settings": "RuleConfig AlarmConfig QualityConfig PlotConfig StreamConfig "
     "MonitorConfig AnalyzeConfig LiveConfig",
     "ecgcnn.personalize.settings": "AbsConfig SynthConfig PatientModelConfig FinetuneConfig "
-    "NoiseConfig NoiseStressConfig ZeroShotConfig KitConfig PersonalizeConfig",
+    "NoiseConfig RealEmConfig NoiseStressConfig ZeroShotConfig KitConfig PersonalizeConfig",
 }
 _WHERE = {name: mod for mod, names in _ELSEWHERE.items() for name in names.split()}
 

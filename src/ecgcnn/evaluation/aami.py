@@ -46,9 +46,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
+from ecgcnn.data.beats import CLASSES
 from ecgcnn.errors import EcgError
 
-CLASSES = ("N", "S", "V", "F", "Q")
 N, S, V, F, Q = range(5)
 METRICS = ("Se", "PPV", "Spe", "Acc")
 COUNTS = ("TP", "FN", "FP", "TN")

@@ -14,18 +14,22 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
 from ecgcnn.atomic import write_bytes_atomic
 from ecgcnn.config import CONFIG_DIR
 from ecgcnn.errors import EcgError
-from ecgcnn.evaluation.aami import CLASSES, METRICS
+from ecgcnn.evaluation.aami import METRICS
+from ecgcnn.evaluation.figures import (  # noqa: F401  (re-exported)
+    KINDS,
+    confusion_figure,
+    operating_figure,
+    per_record_figure,
+)
 
 PUBLISHED_PATH = Path(CONFIG_DIR) / "published.yaml"  # package data, beside the app configs
 PROTOCOLS = ("patient_specific", "inter_patient")
-KINDS = ("VEB", "SVEB")
 # Column order of every VEB/SVEB table, as the literature prints it (Acc, Se, Spe, +P).
 TABLE_COLS = (("Acc", "Acc"), ("Se", "Se"), ("Spe", "Spe"), ("PPV", "+P"))
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -119,35 +123,33 @@ def _header() -> list[str]:
     return [f"{kind} {label}" for kind in KINDS for _, label in TABLE_COLS]
 
 
-def _tables(metrics: dict, published: dict | None) -> list[tuple[str, list[str], list[list[str]]]]:
-    """All report tables as (title, header, rows), shared by the Markdown and HTML writers."""
+#: Why the average over records sits below the gross figure (shown under that table).
+AVERAGE_NOTE = (
+    "Every record weighs the same here, however few S or V beats it holds: a record with a "
+    "handful of S beats swings its SVEB Se and +P between 0 and 100 %, and those records pull "
+    "the average below the gross figure, which weighs every beat the same (records without "
+    "such beats, where a rate is undefined, are left out)."
+)
+
+
+def _tables(metrics: dict, published: dict | None) -> list[tuple]:
+    """All report tables as (title, header, rows, note), shared by the Markdown and HTML
+    writers."""
     both = _header()
-    tables = [
-        (
-            "Gross statistics (%)",
-            ["", *both],
-            [["gross", *_stat_cells(metrics["VEB"]), *_stat_cells(metrics["SVEB"])]],
-        )
-    ]
+    row = [*_stat_cells(metrics["VEB"]), *_stat_cells(metrics["SVEB"])]
+    tables = [("Gross statistics (%)", ["", *both], [["gross", *row]], "")]
     if "average" in metrics:
         avg = metrics["average"]
+        cells = [*_stat_cells(avg["VEB"]), *_stat_cells(avg["SVEB"])]
         tables.append(
-            (
-                "Average over records (%)",
-                ["", *both],
-                [["average", *_stat_cells(avg["VEB"]), *_stat_cells(avg["SVEB"])]],
-            )
+            ("Average over records (%)", ["", *both], [["average", *cells]], AVERAGE_NOTE)
         )
     if published:
-        rows = [
-            [
-                "this work (gross)",
-                "",
-                "",
-                *_stat_cells(metrics["VEB"]),
-                *_stat_cells(metrics["SVEB"]),
-            ]
-        ]
+        # published_for(protocol) gives studies of our protocol: theirs is ours
+        protocols = {str(s["protocol"]) for s in published.values()}
+        protocol = metrics.get("split") or (protocols.pop() if len(protocols) == 1 else "")
+        n_rec = metrics.get("n_patients") or len(metrics.get("per_record") or {}) or ""
+        rows = [["this work (gross)", str(protocol), str(n_rec), *row]]
         for key, study in published.items():
             rows.append(
                 [
@@ -158,130 +160,14 @@ def _tables(metrics: dict, published: dict | None) -> list[tuple[str, list[str],
                     *_stat_cells(study["SVEB"]),
                 ]
             )
-        tables.append(("Published results (%)", ["study", "protocol", "records", *both], rows))
+        tables.append(("Published results (%)", ["study", "protocol", "records", *both], rows, ""))
     if "per_record" in metrics:
         rows = [
             [name, str(r["n_beats"]), *_stat_cells(r["VEB"]), *_stat_cells(r["SVEB"])]
             for name, r in metrics["per_record"].items()
         ]
-        tables.append(("Per-record statistics (%)", ["record", "beats", *both], rows))
+        tables.append(("Per-record statistics (%)", ["record", "beats", *both], rows, ""))
     return tables
-
-
-# ---------------------------------------------------------------- figures
-
-
-def confusion_figure(cm, title: str = "Confusion matrix") -> Figure:
-    """Confusion matrix figure: colour = row-normalised fraction, text = beat counts."""
-    cm = np.asarray(cm, dtype=np.int64)
-    rows = cm.sum(axis=1, keepdims=True)
-    # Row-normalised colours keep rare classes (S, F) visible next to tens of thousands of N.
-    frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
-    fig = Figure(figsize=(5.2, 4.4))
-    ax = fig.add_subplot()
-    im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(
-                j,
-                i,
-                str(cm[i, j]),
-                ha="center",
-                va="center",
-                color="white" if frac[i, j] > 0.5 else "black",
-                fontsize=9,
-            )
-    ax.set_xticks(range(len(CLASSES)), CLASSES)
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("reference")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="fraction of reference row")
-    fig.tight_layout()
-    return fig
-
-
-def per_record_figure(per_record: dict) -> Figure:
-    """Per-record Se and +P bar charts, one panel for VEB and one for SVEB.
-
-    Undefined values (no such beats in the record, or none predicted) are left as gaps
-    and marked "n/a" at the axis, so a missing bar is never read as 0 %.
-    """
-    names = list(per_record)
-    x = np.arange(len(names))
-    fig = Figure(figsize=(max(6.0, 0.32 * len(names) + 2.0), 6.0))
-    axes = fig.subplots(2, 1, sharex=True)
-    width = 0.4
-    for ax, kind in zip(axes, KINDS):
-        for offset, (metric, label) in ((-width / 2, ("Se", "Se")), (width / 2, ("PPV", "+P"))):
-            vals = [per_record[n][kind][metric] for n in names]
-            heights = [100.0 * v if v is not None else 0.0 for v in vals]
-            ax.bar(x + offset, heights, width, label=label)
-            for xi, v in zip(x, vals):
-                if v is None:
-                    ax.text(
-                        xi + offset,
-                        1.0,
-                        "n/a",
-                        rotation=90,
-                        ha="center",
-                        va="bottom",
-                        fontsize=6,
-                        color="grey",
-                    )
-        ax.set_ylim(0, 105)
-        ax.set_ylabel(f"{kind} (%)")
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(x, names, rotation=90, fontsize=7)
-    axes[-1].set_xlabel("record")
-    fig.tight_layout()
-    return fig
-
-
-def operating_figure(sweep: dict, published: dict | None = None) -> Figure:
-    """Se vs +P as one class's probability is scaled (``aami.prior_sweep``), one panel for VEB
-    and one for SVEB; the plain argmax (w = 1) ringed, published studies as labelled points."""
-    fig = Figure(figsize=(9.0, 4.2))
-    axes = fig.subplots(1, 2)
-    for ax, kind in zip(axes, KINDS):
-        pts = [p for p in sweep.get(kind, []) if p["Se"] is not None and p["PPV"] is not None]
-        ax.plot(
-            [100 * p["Se"] for p in pts],
-            [100 * p["PPV"] for p in pts],
-            "o-",
-            ms=3,
-            label="ours, class probability x w",
-        )
-        for p in pts:
-            if p["w"] == 1.0:
-                ax.plot(
-                    100 * p["Se"],
-                    100 * p["PPV"],
-                    "o",
-                    ms=10,
-                    mfc="none",
-                    color="C3",
-                    label="ours, argmax (w = 1)",
-                )
-            ax.annotate(
-                f"{p['w']:g}",
-                (100 * p["Se"], 100 * p["PPV"]),
-                fontsize=6,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        for i, (name, study) in enumerate((published or {}).items()):
-            b = study.get(kind) or {}
-            if b.get("Se") is not None and b.get("PPV") is not None:
-                ax.plot(100 * b["Se"], 100 * b["PPV"], "s", color=f"C{i + 4}", label=name)
-        ax.set_xlabel(f"{kind} Se (%)")
-        ax.set_ylabel(f"{kind} +P (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle("Operating points (gross): sensitivity vs positive predictivity")
-    fig.tight_layout()
-    return fig
 
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -293,21 +179,45 @@ def _png_bytes(fig: Figure) -> bytes:
 # ---------------------------------------------------------------- writers
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (cells as given; a "|" in a cell becomes "/")."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(
+        lines + ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+    )
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table, every cell escaped."""
+    esc = html.escape
+    head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{head}{body}</table>"
+
+
+#: Figure captions (a figure without one is captioned by its name).
+CAPTIONS = {
+    "confusion": "Confusion matrix of all test beats: rows the reference class, columns the "
+    "predicted one; the colour is the share of the reference row, the text the beat count.",
+    "per_record": "VEB and SVEB sensitivity (Se) and positive predictivity (+P) of each test "
+    "record; n/a: undefined (no such beat in the record, or none predicted), 0: a defined 0 %.",
+    "operating_points": "Operating points: Se against +P as one class's probability is "
+    "multiplied by w before the argmax (w = 1 ringed: the decision reported above), with the "
+    "published studies.",
+    "minutes_curve": "Gross VEB and SVEB figures against the minutes of each patient's own "
+    "ECG used for training.",
+}
+
+
 def _markdown(title, tables, notes, sources, images) -> str:
     lines = [f"# {title}", ""]
     for note in notes:
         lines.append(f"- {note}")
     if notes:
         lines.append("")
-    for heading, header, rows in tables:
-        lines += [
-            f"## {heading}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join("---" for _ in header) + "|",
-        ]
-        lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
-        lines.append("")
+    for heading, header, rows, note in tables:
+        lines += [f"## {heading}", "", markdown_table(header, rows), ""]
+        lines += [note, ""] if note else []
     if sources:
         lines += ["## Sources of the published figures", ""]
         lines += [f"- {key}: {text}" for key, text in sources.items()]
@@ -315,7 +225,8 @@ def _markdown(title, tables, notes, sources, images) -> str:
     lines.append("## Figures")
     lines.append("")
     for name in images:
-        lines += [f"![{name}]({name}.png)", ""]
+        lines += [f"![{CAPTIONS.get(name, name)}]({name}.png)", "", f"*{CAPTIONS.get(name, name)}*"]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -331,12 +242,9 @@ def _html(title, tables, notes, sources, images: dict[str, bytes]) -> str:
     ]
     if notes:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    for heading, header, rows in tables:
-        parts.append(f"<h2>{esc(heading)}</h2><table>")
-        parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        for row in rows:
-            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-        parts.append("</table>")
+    for heading, header, rows, note in tables:
+        parts += [f"<h2>{esc(heading)}</h2>", html_table(header, rows)]
+        parts += [f"<p>{esc(note)}</p>"] if note else []
     if sources:
         parts.append("<h2>Sources of the published figures</h2><ul>")
         parts += [f"<li>{esc(key)}: {esc(text)}</li>" for key, text in sources.items()]
@@ -344,9 +252,10 @@ def _html(title, tables, notes, sources, images: dict[str, bytes]) -> str:
     parts.append("<h2>Figures</h2>")
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
+        cap = esc(CAPTIONS.get(name, name))
         parts.append(
-            f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{esc(name)}</figcaption></figure>"
+            f'<figure><img alt="{cap}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{cap}</figcaption></figure>"
         )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -25,10 +25,15 @@ from ecgcnn.atomic import write_json
 from ecgcnn.data.annotations import write_annotations
 from ecgcnn.data.beats import CLASSES
 from ecgcnn.data.preprocess import resample, to_model_rate, to_record_rate
-from ecgcnn.data.records import load_record
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
 from ecgcnn.monitor.models import load_models
+from ecgcnn.monitor.quality import (
+    QualityStage,
+    read_quality_leads,
+    shutdown_spans,
+    shutdown_summary,
+)
 from ecgcnn.monitor.scoring import score_stream
 from ecgcnn.monitor.stream import BeatStream, replay
 
@@ -108,13 +113,10 @@ def analyze(
     else:
         path = "(classifier callable)"
     to_aami = np.asarray([CLASSES.index(c) for c in classes])
-    rec = load_record(
-        cfg.record,
-        leads=list(data_cfg.leads),
-        lead=cfg.lead,
-        fs=cfg.fs,
-        annotator=cfg.data.annotator or None,
-    )
+    kw = {"lead": cfg.lead, "fs": cfg.fs, "annotator": cfg.data.annotator or None}
+    # the quality stage also reads the record's next lead when the model takes one
+    rec = read_quality_leads(cfg.record, list(data_cfg.leads), cfg.quality, **kw)
+    n_model = len(data_cfg.leads)
     t_read = time.perf_counter() - t0
     fs_rec, fs = float(rec.fs), float(data_cfg.fs)
     sig = rec.signal
@@ -131,18 +133,39 @@ def analyze(
         raise EcgError(f"{ann_path}: already exists (choose another output folder)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    stream = BeatStream(data_cfg, fs, sig.shape[1], margin_s=cfg.margin_s, zeroshot=zeroshot)
+    stream = BeatStream(data_cfg, fs, n_model, margin_s=cfg.margin_s, zeroshot=zeroshot)
     engine = AlarmEngine(cfg.alarms, fs, classes)
-    res = replay(sig, fs, stream, classifier, cfg.block_s, alarms=engine)
+    stage = QualityStage(cfg.quality, fs, sig.shape[1]) if cfg.quality.enabled else None
+    res = replay(
+        sig[:, :n_model],
+        fs,
+        stream,
+        classifier,
+        cfg.block_s,
+        alarms=engine,
+        quality=stage,
+        quality_signal=sig if stage else None,
+    )
     pred = to_aami[res.probs.argmax(1)] if len(res.sample) else np.zeros(0, np.int64)
+    shut = shutdown_spans(res.segments_unreadable, res.segment_samples, len(sig))
+    if len(res.unreadable):  # beats in unreadable seconds are noise (Q), as in the monitor
+        pred = np.where(res.unreadable, CLASSES.index("Q"), pred)
     spans = [tuple(s) for s in engine.quality.spans]
     lost = lost_mask(res.sample, spans, engine.quality.hop)
     keep = ~lost  # beats inside lost signal are not classified (the steps look like QRS)
     smp_model, pred = res.sample[keep], pred[keep]
     smp_rec = to_record_rate(smp_model, fs, fs_rec)
     t_ana = time.perf_counter() - t0 - t_read
+    # shutdown as bxb reads it: '~' of subtype 0x30 (both signals unreadable) opens it, 0 ends it
+    edges = to_record_rate(np.asarray(shut, np.int64).reshape(-1), fs, fs_rec)
     write_annotations(
-        out_dir, rec.name, smp_rec, np.asarray(CLASSES)[pred], fs_rec, annotator=cfg.annotator
+        out_dir,
+        rec.name,
+        np.concatenate([smp_rec, edges]),
+        [*np.asarray(CLASSES)[pred], *["~"] * len(edges)],
+        fs_rec,
+        annotator=cfg.annotator,
+        subtype=[0] * len(smp_rec) + [0x30, 0] * len(shut),
     )
     # offline, when the stream raised an alarm says nothing (it depends on the block size)
     events = [{k: v for k, v in a.items() if k != "t_raised"} for a in res.alarms]
@@ -153,6 +176,13 @@ def analyze(
             )
             + "\n"
             for a, b in spans
+        )
+        fh.writelines(
+            json.dumps(
+                {"type": "shutdown", "t_start": round(a / fs, 3), "t_stop": round(b / fs, 3)}
+            )
+            + "\n"
+            for a, b in shut
         )
         fh.writelines(json.dumps(ev) + "\n" for ev in events)
     duration = sig.shape[0] / fs
@@ -181,6 +211,7 @@ def analyze(
             "analyze": round(t_ana, 3),
             "total": round(time.perf_counter() - t0, 3),
         },
+        "quality": shutdown_summary(res, shut, fs, 0, len(sig)) if stage else None,
         "score": None,
     }
     if len(rec.ann_samples):
@@ -192,6 +223,7 @@ def analyze(
             smp_model,
             pred,
             fs,
+            shutdown=shut,  # beats in shutdown left out on both sides, as bxb
         )
     if cfg.report:
         from ecgcnn.monitor.holter_report import write_report

@@ -300,6 +300,21 @@ def signal_quality(signal: np.ndarray, fs: float, cfg, block: int | None = None)
     )
 
 
+def read_quality_leads(path, leads: list[str], cfg, **kw):
+    """``data.records.load_record(path, leads=leads, **kw)``, plus the record's next lead when
+    the quality stage is on and the model takes one lead (agreement needs two); a record with
+    no other lead is read with ``leads`` alone."""
+    from ecgcnn.data.io import OTHER_LEAD, MissingLeadError
+    from ecgcnn.data.records import load_record
+
+    if cfg.enabled and len(leads) == 1:
+        try:
+            return load_record(path, leads=[*leads, OTHER_LEAD], **kw)
+        except MissingLeadError:
+            pass
+    return load_record(path, leads=leads, **kw)
+
+
 def shutdown_spans(unreadable: np.ndarray, seg: int, n: int) -> list[tuple[int, int]]:
     """Merged ``[start, stop)`` sample spans of the unreadable segments (clipped to ``n``).
 

@@ -66,7 +66,7 @@ class QualityConfig:
     reference_quantile: float = 0.2  # ... at this quantile
     min_agreement: float = 0.85  # two leads: unreadable below this R-peak agreement ...
     max_lf_excess: float = 2.5  # ... and above this 1-4 Hz / 5-25 Hz power over the reference
-    min_template_corr: float = 0.85  # ... and a beat there unlike each of the template_beats
+    min_template_corr: float = 0.9  # ... and a beat there unlike each of the template_beats
     template_beats: int = 16  # beats before it (a PVC run repeats its shape, noise does not)
     # one lead: unreadable above this excess alone; None: a lone lead is never shut down,
     # since wide-complex runs (VT) raise the excess as much as electrode motion does
@@ -121,6 +121,7 @@ class AnalyzeConfig(StreamConfig):
     annotator: str = "ecgcnn"  # <record>.<annotator>, as ecgcnn-personalize writes
     trend_bin_s: float = 3600.0  # heart-rate trend and ectopic counts per bin
     report: bool = True
+    quality: QualityConfig = field(default_factory=QualityConfig)  # as ecgcnn-monitor's
 
 
 @dataclass

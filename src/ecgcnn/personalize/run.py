@@ -24,6 +24,7 @@ from ecgcnn.data.io import Record
 from ecgcnn.data.preprocess import resample_samples
 from ecgcnn.data.splits import boundary_sample
 from ecgcnn.errors import EcgError
+from ecgcnn.evaluation.report import pct
 from ecgcnn.personalize.kit import Kit, load_kit
 
 MODES = ("patient_specific", "zero_shot")
@@ -318,9 +319,7 @@ def _write_outputs(cfg, metrics: dict, out_dir: Path) -> None:
             "| Se | Spe | +P | F1 | false alarms/h |",
             "|---|---|---|---|---|",
             "| "
-            + " | ".join(
-                "-" if b[k] is None else f"{100 * b[k]:.1f}" for k in ("Se", "Spe", "PPV", "F1")
-            )
+            + " | ".join(pct(b[k]) for k in ("Se", "Spe", "PPV", "F1"))
             + f" | {metrics['alarm']['false_alarms_per_hour'] or 0:.1f} |",
             "",
         ]

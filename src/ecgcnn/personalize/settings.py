@@ -16,6 +16,7 @@ from omegaconf import MISSING
 
 from ecgcnn.config import (
     BeatScale,
+    Choice,
     Labels,
     NoiseMeasure,
     NoiseType,
@@ -28,6 +29,7 @@ from ecgcnn.config import (
     _choice,
     _list,
 )
+from ecgcnn.monitor.settings import AlarmConfig, QualityConfig
 
 ReviewStrategy = _choice("ReviewStrategy", "margin abnormal")  # personalize/review.py
 
@@ -117,15 +119,45 @@ class NoiseConfig:
     measure: NoiseMeasure = NoiseMeasure.nst
 
 
+NoiseStressMode = Choice(
+    "NoiseStressMode",
+    {"real_em": "real_em", "generated": "generated"},
+    module=__name__,
+    qualname="NoiseStressMode",
+)
+
+
+@dataclass
+class RealEmConfig:
+    """``ecgcnn-noise-stress mode=real_em``: the monitor under PhysioNet's real electrode motion
+    (``ecgcnn.noise.real_em``), without and with the quality stage."""
+
+    root: str | None = None  # the NSTDB 118e24..118e_6 records; None -> <data.root>/../nstdb-118e
+    # 118: the NSTDB records themselves; any other record gets the em recovered from them
+    # (118e_6 - 118) added as nst adds it: a held-out check of settings chosen on 118
+    records: list[str] = _list("118")
+    snr_db: list[float] = _list(24.0, 18.0, 12.0, 6.0, 0.0, -6.0)
+    score_from_s: float = 300.0  # bxb's default start (the noise starts at 5:00)
+    match_s: float = 10.0  # an alarm of the clean run within this of a noisy one is no new alarm
+    max_minutes: float | None = None  # stream only the first minutes (quick runs)
+    shipped: bool = False  # the shipped generic model instead of each patient's own
+    bxb: bool = True  # also score the written annotations with WFDB's bxb
+
+
 @dataclass
 class NoiseStressConfig(PatientModelConfig):
-    """Noise stress test of the patient-specific models."""
+    """Noise stress test: the monitor under real em (default), or the patient models' beats
+    under generated noise (``mode=generated``)."""
 
-    records: list[str] = _list()  # [] -> split.records (the 44 patients)
+    mode: NoiseStressMode = NoiseStressMode.real_em
+    records: list[str] = _list()  # generated: [] -> split.records (the 44 patients)
     models_dir: str | None = None  # a benchmark run with <record>_m<minutes>/model.pt
-    workers: int = 2  # patient processes, one torch thread each
-    monitor_snr_db: list[float] = _list()  # also stream these SNRs (+ clean), ~8 s each
+    workers: int = 2  # joblib processes, one torch thread each
+    monitor_snr_db: list[float] = _list()  # generated: also stream these SNRs (+ clean)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    real_em: RealEmConfig = field(default_factory=RealEmConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)  # real_em: the "with" stage
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
 
 # ----------------------------------------------------------------------------- zero-shot

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ecgcnn.errors import EcgError
+from ecgcnn.evaluation.report import pct
 from ecgcnn.synthesis.zeroshot import binary_rates
 
 
@@ -51,10 +52,8 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
-def _fmt(x, pct=True) -> str:
-    if x is None:
-        return "–"
-    return f"{100 * x:.1f}" if pct else f"{x:.2f}"
+def _fmt(x, as_pct=True) -> str:
+    return pct(x) if as_pct or x is None else f"{x:.2f}"
 
 
 def _table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -86,7 +85,7 @@ def _table(results: list[dict]) -> tuple[list[str], list[list[str]]]:
                 _fmt(b["Acc"]),
                 {True: "yes", False: "NO", None: "–"}[a["detected_first3"]],
                 str(a["first_detected_index"] or "–"),
-                _fmt(a["false_alarms_per_hour"], pct=False),
+                _fmt(a["false_alarms_per_hour"], as_pct=False),
             ]
         )
     return head, rows
@@ -146,7 +145,7 @@ def write_summary(
         ),
         (
             f"false alarms: {summ['false_alarms']} in {summ['hours']:.2f} h = "
-            f"{_fmt(summ['false_alarms_per_hour'], pct=False)} per hour"
+            f"{_fmt(summ['false_alarms_per_hour'], as_pct=False)} per hour"
         ),
     ]
     head, rows = _table(results)

@@ -2,12 +2,17 @@
 
 The protocol (de Chazal et al. 2004) tests on DS2; everything chosen here is chosen on DS1:
 
-* validation is **patient-wise**: whole DS1 records (``val_records``) are held out of
-  training, used for early stopping and for the decision rule, never for the weights;
+* validation is **patient-wise**: :func:`cross_validate` deals DS1 into folds of whole
+  records and picks the epoch count and the class priors on the out-of-fold predictions of all
+  DS1 beats; the shipped model then trains on all of DS1 with them (``val_records`` empty).
+  With ``val_records`` given, those whole DS1 records are held out instead, for early
+  stopping and for the decision rule, never for the weights;
 * the decision rule is a class-prior shift: the S and V probabilities are multiplied by the
   weights that maximise the SVEB / VEB F1 on the held-out DS1 patients (``calibrate``), and
   the shift is folded into the output layer's bias (``log w``), so the checkpoint stays a
   plain CNN1D whose argmax is the calibrated decision (the monitor and exporters run it as is);
+* ``rr_standardize`` trains on standardized RR features and folds the scaling into the first
+  head layer, so the checkpoint takes the raw features;
 * RR features listed in ``rr_const`` are held at their DS1 mean while training and their
   weights folded into the bias afterwards, so the model ignores them (the stream still
   computes all ``RR_FEATURES``: the checkpoint's inputs do not change).
@@ -47,6 +52,14 @@ class InterPatientConfig(TrainConfig):
     # what picks the epoch on the held-out patients: the sum of the calibrated SVEB and VEB F1
     # ("f1", the decision actually shipped) or the unweighted validation loss ("val_loss")
     select: str = "f1"
+    # with val_records empty: train on all DS1 for trainer.max_epochs and fold these class-prior
+    # multipliers (chosen by cross_validate on out-of-fold DS1 predictions) into the bias
+    prior: dict[str, float] = field(default_factory=dict)
+    cv_folds: int = 5  # cross_validate: folds of whole DS1 records
+    # train on RR features standardized with the training beats' mean / std, folded into the
+    # first head layer afterwards (the checkpoint still takes the raw features): the ratios
+    # (pre_local ~ 1 +- 0.1) otherwise weigh little beside the conv features
+    rr_standardize: bool = False
 
 
 ConfigStore.instance().store(name="base_inter_patient", node=InterPatientConfig)
@@ -65,10 +78,11 @@ class GlobalModel:
 
 def split_ds1(
     beats: dict[str, BeatSet], train_records, val_records, test_records=()
-) -> tuple[BeatSet, BeatSet]:
+) -> tuple[BeatSet, BeatSet | None]:
     """Training beats of the DS1 records not in ``val_records`` and validation beats of the
-    ``val_records`` (whole records either way). A validation record outside DS1, or a DS1
-    record that is also a test record, is an error: DS2 never takes part in any choice."""
+    ``val_records`` (whole records either way; None when ``val_records`` is empty). A
+    validation record outside DS1, or a DS1 record that is also a test record, is an error:
+    DS2 never takes part in any choice."""
     train_records, val_records = [str(r) for r in train_records], [str(r) for r in val_records]
     outside = sorted(set(val_records) - set(train_records))
     if outside:
@@ -77,15 +91,13 @@ def split_ds1(
     if leak:
         raise EcgError(f"split: records {leak} are both training and test records")
     fit_recs = [r for r in train_records if r not in val_records]
-    if not fit_recs or not val_records:
-        raise EcgError("val_records: need at least one validation and one training record")
+    if not fit_recs:
+        raise EcgError("val_records: hold out fewer records, none is left to train on")
     missing = [r for r in train_records if r not in beats]
     if missing:
         raise EcgError(f"split.train_records: records {missing} have no prepared beats")
-    return (
-        BeatSet.concat([beats[r] for r in fit_recs]),
-        BeatSet.concat([beats[r] for r in val_records]),
-    )
+    val = BeatSet.concat([beats[r] for r in val_records]) if val_records else None
+    return BeatSet.concat([beats[r] for r in fit_recs]), val
 
 
 def _f1(st: dict) -> float:
@@ -131,6 +143,9 @@ def calibrated_f1(y: np.ndarray, proba: np.ndarray, classes=("S", "V")) -> float
 def fold_prior(model: CNN1D, prior: dict[str, float]) -> None:
     """Add ``log w`` to the output bias of each class in ``prior``: softmax(z + log w) is
     proportional to p * w, so the argmax becomes the calibrated decision."""
+    unknown = sorted(set(map(str, prior)) - set(CLASSES))
+    if unknown:
+        raise EcgError(f"prior: unknown classes {unknown} (choose from {list(CLASSES)})")
     last = model.head[-1]
     with torch.no_grad():
         for c, w in prior.items():
@@ -165,9 +180,124 @@ def fold_rr_const(model: CNN1D, idx: list[int], value: np.ndarray) -> None:
         first.weight[:, cols] = 0.0
 
 
+def ds1_folds(records, k: int) -> list[list[str]]:
+    """``k`` folds of whole records, dealt in turn from the sorted record names (so each fold
+    mixes early and late records; no class counts are looked at)."""
+    records = sorted(map(str, records))
+    if not 2 <= k <= len(records):
+        raise EcgError(f"cv_folds: need 2 <= folds <= {len(records)} records, got {k}")
+    return [records[i::k] for i in range(k)]
+
+
+def _check(cfg) -> None:
+    check_config(cfg)
+    if cfg.split.name != "inter_patient":
+        raise EcgError(
+            f"split: the global model trains on the inter_patient split, got '{cfg.split.name}'"
+        )
+    if cfg.select not in ("f1", "val_loss"):
+        raise EcgError(f"select: unknown '{cfg.select}' (f1 | val_loss)")
+
+
+def cross_validate(cfg, beats: dict[str, BeatSet]) -> dict:
+    """Leave-records-out cross-validation inside DS1: out-of-fold probabilities of every DS1
+    beat after each epoch, and the epoch and class priors that maximise the pooled SVEB + VEB
+    F1 of those probabilities (what a final all-DS1 training then uses).
+
+    Each of ``cfg.cv_folds`` folds (:func:`ds1_folds`) trains on the other DS1 records for
+    ``trainer.max_epochs`` epochs (no early stopping) with the settings of :func:`train_global`
+    and predicts its own records after every epoch; DS2 takes no part.
+
+    Returns
+    -------
+    dict: ``folds``, ``y`` (DS1 labels, records in sorted order), ``record``, ``proba`` (list
+    over epochs of (n, 5) out-of-fold probabilities), ``epoch`` (1-based, best), ``prior``,
+    ``scores`` (EC57 scores of the out-of-fold decision at that epoch and prior), ``f1`` (per
+    epoch, calibrated SVEB + VEB F1).
+    """
+    _check(cfg)
+    ds1 = sorted(map(str, cfg.split.train_records))
+    folds = ds1_folds(ds1, int(cfg.cv_folds))
+    const = _rr_const_idx(cfg.rr_const)
+    classes = tuple(cfg.calibrate) or ("S", "V")
+    order = {r: i for i, r in enumerate(ds1)}
+    # the probabilities of each fold's records, per epoch, stored by the validation hook
+    per_epoch: list[dict[str, np.ndarray]] = [{} for _ in range(int(cfg.trainer.max_epochs))]
+    trainer = OmegaConf.merge(cfg.trainer, {"early_stopping_patience": cfg.trainer.max_epochs})
+    for fold in folds:
+        train, val = split_ds1(beats, ds1, fold, cfg.split.test_records)
+        value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
+        train_h, val_h = _hold_rr(train, const, value), _hold_rr(val, const, value)
+        mu, sd = rr_scaling(train_h, bool(cfg.rr_standardize))
+        train_h, val_h = _scale_rr(train_h, mu, sd), _scale_rr(val_h, mu, sd)
+        seed_everything(cfg.trainer.seed)
+        model = build_model(
+            cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES), len(CLASSES)
+        )
+        seen = iter(range(len(per_epoch)))
+
+        def keep(p, fold=fold, val=val, seen=seen):
+            e = next(seen)
+            for r in fold:
+                per_epoch[e][r] = p[val.record == r]
+            return float(e)  # rising: every epoch counts as the best, nothing stops early
+
+        fit(model, train_h, val_h, cfg.optim, trainer, desc=f"fold {fold}", val_metric=keep)
+    y = np.concatenate([beats[r].y for r in ds1])
+    rec = np.concatenate([beats[r].record for r in ds1])
+    proba = [np.concatenate([pe[r] for r in sorted(pe, key=order.get)]) for pe in per_epoch]
+    f1 = [calibrated_f1(y, p, classes) for p in proba]
+    best = int(np.argmax(f1))
+    prior = calibrate_prior(y, proba[best], classes)
+    w = np.ones(len(CLASSES))
+    for c, g in prior.items():
+        w[CLASSES.index(c)] = g
+    scores = score(y, (proba[best] * w).argmax(1), records=rec)
+    return {
+        "folds": folds,
+        "y": y,
+        "record": rec,
+        "proba": proba,
+        "f1": f1,
+        "epoch": best + 1,
+        "prior": prior,
+        "scores": scores,
+    }
+
+
+def rr_scaling(train: BeatSet, on: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the training beats' RR features (0 and 1 when ``on`` is false; a
+    constant feature gets std 1)."""
+    k = train.rr.shape[1]
+    if not on:
+        return np.zeros(k, np.float32), np.ones(k, np.float32)
+    mu, sd = train.rr.mean(0), train.rr.std(0)
+    return mu.astype(np.float32), np.where(sd > 1e-6, sd, 1.0).astype(np.float32)
+
+
+def _scale_rr(beats: BeatSet | None, mu: np.ndarray, sd: np.ndarray) -> BeatSet | None:
+    if beats is None:
+        return None
+    rr = ((beats.rr - mu) / sd).astype(np.float32)
+    return BeatSet(beats.x, rr, beats.y, beats.sample, beats.record, beats.symbol)
+
+
+def fold_rr_scale(model: CNN1D, mu: np.ndarray, sd: np.ndarray) -> None:
+    """Make a model trained on RR features ``(rr - mu) / sd`` take the raw ``rr``: the
+    first head layer's RR weights are divided by ``sd`` and ``w . mu / sd`` leaves the bias."""
+    first = model.head[0]
+    cols = slice(model.n_features, model.n_features + len(mu))
+    with torch.no_grad():
+        w = first.weight[:, cols] / torch.as_tensor(sd, dtype=first.weight.dtype)
+        first.bias -= w @ torch.as_tensor(mu, dtype=w.dtype)
+        first.weight[:, cols] = w
+
+
 def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) -> GlobalModel:
     """Train the global model on DS1 (``cfg.split.train_records`` minus ``cfg.val_records``),
-    stop early and calibrate on the held-out DS1 patients.
+    stop early and calibrate on the held-out DS1 patients; with ``val_records`` empty, train
+    on all of DS1 for ``trainer.max_epochs`` and fold the given ``cfg.prior`` instead (the
+    epoch count and prior chosen by :func:`cross_validate`).
 
     Parameters
     ----------
@@ -179,23 +309,22 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
     -------
     GlobalModel; ``payload`` is the calibrated checkpoint (``training.checkpoint`` format).
     """
-    check_config(cfg)
-    if cfg.split.name != "inter_patient":
-        raise EcgError(
-            f"split: the global model trains on the inter_patient split, got '{cfg.split.name}'"
-        )
+    _check(cfg)
     train, val = split_ds1(beats, cfg.split.train_records, cfg.val_records, cfg.split.test_records)
     const = _rr_const_idx(cfg.rr_const)
     const_value = train.rr[:, const].mean(0) if const else np.zeros(0, np.float32)
-    train_h, val_h = _hold_rr(train, const, const_value), _hold_rr(val, const, const_value)
+    train_h = _hold_rr(train, const, const_value)
+    val_h = _hold_rr(val, const, const_value) if val is not None else None
+    mu, sd = rr_scaling(train_h, bool(cfg.rr_standardize))
+    train_h, val_h = _scale_rr(train_h, mu, sd), _scale_rr(val_h, mu, sd)
     seed_everything(cfg.trainer.seed)  # the initial weights draw from the global RNG
     model = build_model(
         cfg.model, train.x.shape[1], train.x.shape[2], len(RR_FEATURES), len(CLASSES)
     )
-    if cfg.select not in ("f1", "val_loss"):
-        raise EcgError(f"select: unknown '{cfg.select}' (f1 | val_loss)")
     classes = tuple(cfg.calibrate) or ("S", "V")
-    metric = (lambda p: calibrated_f1(val.y, p, classes)) if cfg.select == "f1" else None
+    metric = None
+    if val is not None and cfg.select == "f1":
+        metric = lambda p: calibrated_f1(val.y, p, classes)
     res = fit(
         model,
         train_h,
@@ -207,13 +336,19 @@ def train_global(cfg, beats: dict[str, BeatSet], out_dir: Path | None = None) ->
         val_metric=metric,
     )
     model.eval()
-    fold_rr_const(model, const, const_value)
+    fold_rr_scale(model, mu, sd)  # the model now takes raw (held) RR features ...
+    fold_rr_const(model, const, const_value)  # ... and ignores the held ones
     device = next(model.parameters()).device
-    proba = predict(model, val, device)
-    before = score(val.y, proba.argmax(1), records=val.record)
-    prior = calibrate_prior(val.y, proba, tuple(cfg.calibrate)) if cfg.calibrate else {}
-    fold_prior(model, prior)
-    after = score(val.y, predict(model, val, device).argmax(1), records=val.record)
+    if val is not None:
+        proba = predict(model, val, device)
+        before = score(val.y, proba.argmax(1), records=val.record)
+        prior = calibrate_prior(val.y, proba, tuple(cfg.calibrate)) if cfg.calibrate else {}
+        fold_prior(model, prior)
+        after = score(val.y, predict(model, val, device).argmax(1), records=val.record)
+    else:
+        prior = {str(c): float(w) for c, w in cfg.prior.items()}
+        fold_prior(model, prior)
+        before = after = {}
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     payload = {
         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
