@@ -319,7 +319,7 @@ class MonitorConfig:
     # more models of the same patient (e.g. [<run>/208_m5/model_add.pt], the other input view
     # of a two-view patient): every beat's probabilities are averaged over all the models
     also: list[str] = field(default_factory=list)
-    engine: str = "fused"  # fused (export.runtime, BN folded) | torch (the nn.Module as trained)
+    engine: str = "torch"  # a checkpoint's runtime: torch (eager, BN folded) | onnx (ONNX Runtime)
     chunk_s: float = 1.0
     realtime: bool = False
     margin_s: float = 4.0  # zero-phase filter margin beyond the beat windows (both sides)
@@ -343,7 +343,7 @@ class AnalyzeConfig:
     also: list[str] = field(default_factory=list)  # more views of the same patient, averaged
     lead: str | None = None  # the record's lead (name or index) instead of the model's
     fs: float | None = None  # required for CSV
-    engine: str = "fused"
+    engine: str = "torch"  # torch | onnx, as MonitorConfig
     block_s: float = 600.0  # signal fed to the stream at a time (memory: one block)
     margin_s: float = 4.0  # as ecgcnn-monitor: the same beats
     num_threads: int = 1
@@ -368,7 +368,7 @@ class LiveConfig:
     columns: list[int] = field(default_factory=lambda: [0])  # CSV columns, one per lead
     leads: list[str] = field(default_factory=list)  # record leads; [] -> the model's leads
     checkpoint: str | None = None  # None -> the shipped default model
-    engine: str = "fused"
+    engine: str = "torch"  # torch | onnx, as MonitorConfig
     chunk_s: float = 0.1  # replay chunk: the strip advances in steps this long
     margin_s: float = 4.0
     num_threads: int = 1
