@@ -29,8 +29,9 @@ from ecgcnn.data.records import load_record
 from ecgcnn.errors import EcgError
 from ecgcnn.monitor.alarms import RULES, AlarmEngine
 from ecgcnn.monitor.models import load_models
+from ecgcnn.monitor.replay import replay
 from ecgcnn.monitor.scoring import score_stream
-from ecgcnn.monitor.stream import BeatStream, replay
+from ecgcnn.monitor.stream import BeatStream
 
 
 def _in_spans(s: np.ndarray, spans, pad: int = 0) -> np.ndarray:

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgcnn.data.beats import RR_FEATURES
 from ecgcnn.errors import EcgError
-from ecgcnn.monitor.stream import Classifier, softmax
+from ecgcnn.monitor.replay import softmax
+from ecgcnn.monitor.stream import Classifier
 
 
 def resolve_checkpoint(path) -> Path:
