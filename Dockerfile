@@ -13,14 +13,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # project afterwards keeps this torch because it already satisfies the requirement.
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# A C compiler for the GEMM runtime's native kernels (ecgcnn.export.native, built once per
-# user on first use; without one, inference falls back to slower ATen ops). Unpinned on
-# purpose: Debian replaces package versions in point releases, so a pin breaks the build.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src/ src/
@@ -37,8 +29,6 @@ RUN groupadd --gid 10001 ecgcnn \
 VOLUME /data
 # Numeric, so the runtime can check it is not root without reading /etc/passwd.
 USER 10001:10001
-# Build the native kernels now, as the user who runs them, so no container compiles at start.
-RUN python -c "from ecgcnn.export.native import load_kernels; load_kernels(required=True)"
 # Hydra writes outputs/ (and the beat cache outputs/cache) under the working directory: in the
 # volume, so results outlive the container.
 WORKDIR /data

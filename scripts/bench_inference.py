@@ -16,13 +16,9 @@ Where the time goes: the baseline is dominated by the kernel, not by arithmetic.
 4096 allocates ~67 MB intermediates (conv1's output, its tanh), above glibc's mmap threshold, so
 every batch maps fresh pages and faults on each of them (~1.5 M minor faults and half the CPU
 time in the kernel per 98k beats; the "faults/beat" column). Candidates that work in chunks of
-<= 2048 beats reuse heap memory instead. "eager, chunks of 1024" isolates that effect; the GEMM
-runtime (``ecgcnn.export.gemm``) adds the arithmetic rewrite on top (first conv as one
-block-Toeplitz matrix product, channels-last second conv), and its native kernels
-(``ecgcnn.export.native``, built with the system C compiler on first use) fuse the
-memory-bound passes between the products (input blocks; bias, max pooling and tanh in one read
-of each layer's output). Without a C compiler the native rows are missing and the ATen row
-shows what is left.
+<= 2048 beats reuse heap memory instead. "eager, chunks of 1024" isolates that effect.
+(A hand-built GEMM runtime with C kernels was faster here, 4.3x, but only 1.02x end to end on
+the 24-hour analysis, where the CNN is a small part of the time: it was removed.)
 
 A candidate counts ("ok") only when its argmax equals the baseline's on every beat and its
 logits are within 1e-4 (low-precision candidates are shown but never chosen unless both hold).
@@ -47,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ecgcnn.export import GemmCNN1D, export_model, fuse_for_inference, native, ort_session
+from ecgcnn.export import export_model, fuse_for_inference, ort_session
 from ecgcnn.models import CNN1D
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,17 +200,8 @@ def candidates(model: CNN1D, ckpt: Path, x, rr, tmp: Path, quick: bool) -> dict:
         "fused, batch 65536": (fused, 65536, inf),
         "conv as unfold+matmul": (conv_as_matmul(model), 4096, inf),
         "eager, chunks of 1024": (chunked(model, 1024), 4096, no_grad),
-        "GEMM runtime, ATen ops, chunk 1024": (GemmCNN1D(fused, 1024, native=False), 4096, inf),
+        "fused, chunks of 1024": (chunked(fused, 1024), 4096, inf),
     }
-    kernels = native.load_kernels()  # None (and a logged reason) without a C compiler
-    print(f"native kernels: {kernels.path if kernels else 'not available'}")
-    if kernels is not None:
-        for chunk in (1024, 2048):
-            c[f"GEMM runtime, native kernels, chunk {chunk}"] = (
-                GemmCNN1D(fused, chunk, native=True),
-                4096,
-                inf,
-            )
     c |= {
         "TorchScript frozen": (torchscript(model, x, False), 4096, inf),
         "TorchScript frozen + optimize_for_inference": (torchscript(model, x, True), 4096, inf),

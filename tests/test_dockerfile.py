@@ -88,14 +88,11 @@ def test_dockerignore_keeps_data_out_but_source_in():
     assert not any(p.endswith("/data") or p.startswith("src") for p in patterns)
 
 
-def test_native_kernels_are_built_in_the_image():
-    """gcc is installed before the project, and the kernels are built as the runtime user into
-    the cache the runtime reads (a container never compiles at start)."""
+def test_the_image_needs_no_compiler():
+    """Inference runs on PyTorch / ONNX Runtime wheels: no C compiler, nothing built at start;
+    the cache (beats) lives in the runtime user's home."""
     ins = _instructions()
-    runs = [(i, a) for i, (kw, a) in enumerate(ins) if kw == "RUN"]
-    gcc = [i for i, a in runs if "apt-get install" in a and " gcc " in f"{a} "]
-    build = [i for i, a in runs if "load_kernels(required=True)" in a]
-    user = max(i for i, (kw, _) in enumerate(ins) if kw == "USER")
-    assert len(gcc) == 1 and len(build) == 1 and gcc[0] < build[0] and user < build[0]
+    runs = " ".join(a for kw, a in ins if kw == "RUN")
+    assert " gcc" not in runs and "load_kernels" not in runs
     env = " ".join(a for kw, a in ins if kw == "ENV")
     assert "ECGCNN_CACHE_DIR=/home/ecgcnn/.cache/ecgcnn" in env  # useradd --create-home's home

@@ -1,8 +1,8 @@
 """Deployment: export a checkpoint (TorchScript, ONNX) and load it back as a fast runtime."""
 
 from ecgcnn.export.exporters import FORMATS, export_model
-from ecgcnn.export.gemm import GemmCNN1D, gemm_supported
 from ecgcnn.export.runtime import (
+    ENGINES,
     META_NAME,
     FusedCNN1D,
     Runtime,
@@ -13,14 +13,13 @@ from ecgcnn.export.runtime import (
 )
 
 __all__ = [
+    "ENGINES",
     "FORMATS",
     "META_NAME",
     "FusedCNN1D",
-    "GemmCNN1D",
     "Runtime",
     "export_model",
     "fuse_for_inference",
-    "gemm_supported",
     "load_runtime",
     "model_meta",
     "ort_session",

@@ -35,8 +35,16 @@ from ecgcnn.models import CNN1D
 #: Name of the metadata stored inside each exported model (TorchScript extra file,
 #: ONNX metadata_props key) and written beside it.
 META_NAME = "model_meta.json"
-#: Smallest batch a checkpoint runtime hands to the GEMM model (1-3 beats: the fused one wins).
-GEMM_MIN_BATCH = 4
+#: How a training checkpoint runs: the fused model in eager PyTorch, or ONNX Runtime on the
+#: fused model exported in memory at load (a few seconds). Exported files run in their own
+#: runtime whatever the engine. (A hand-built GEMM runtime with C kernels was measured at
+#: 1.02x end to end on the 24-hour benchmark against eager PyTorch and removed.)
+ENGINES = ("torch", "onnx")
+#: Beats per model call. Larger batches allocate intermediates (conv1's output: batch x 32 x
+#: 128 floats) above glibc's mmap threshold, so every call maps and faults in fresh pages:
+#: measured 48 us/beat at 750 beats per call (5,300 minor faults) against 23 us/beat at 256
+#: (none), eager PyTorch, one thread.
+BATCH_SIZE = 256
 
 
 # ----------------------------------------------------------------------------- fused model
@@ -156,7 +164,7 @@ class Runtime:
         run: Callable[[np.ndarray, np.ndarray], np.ndarray],
         meta: dict[str, Any],
         path: Path,
-        batch_size: int = 4096,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
         self.kind, self.meta, self.path = kind, meta, path
         self.batch_size = int(batch_size)
@@ -258,21 +266,27 @@ def _onnx_runtime(path: Path, num_threads: int, batch_size: int) -> Runtime:
     return Runtime("onnx", run, meta, path, batch_size)
 
 
-def _checkpoint_runtime(path: Path, batch_size: int) -> Runtime:
-    from ecgcnn.export.gemm import GemmCNN1D, gemm_supported  # gemm builds on this module
+def _checkpoint_runtime(path: Path, batch_size: int, engine: str, num_threads: int) -> Runtime:
     from ecgcnn.training.checkpoint import load_model
 
     model, ck = load_model(path)
-    fused = fuse_for_inference(model)
-    # same logits within float rounding; the GEMM model is ~4x faster on batches but has more
-    # ops per call, so a streaming call with a beat or two runs the fused model (75 vs 124 us)
-    gemm = GemmCNN1D(fused) if gemm_supported(fused) else fused
+    fused = fuse_for_inference(model)  # the trained model's logits within float rounding
     meta = model_meta(model, ck, path)
+    if engine == "onnx":
+        import tempfile
+
+        from ecgcnn.export.exporters import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="ecgcnn_onnx_") as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            export_onnx(fused, meta, onnx_path)
+            rt = _onnx_runtime(onnx_path, num_threads, batch_size)  # the session holds the graph
+        rt.kind, rt.path = "checkpoint", path
+        return rt
 
     def run(beats: np.ndarray, rr: np.ndarray) -> np.ndarray:
-        net = gemm if len(beats) >= GEMM_MIN_BATCH else fused
         with torch.inference_mode():
-            return net(torch.from_numpy(beats), torch.from_numpy(rr)).numpy()
+            return fused(torch.from_numpy(beats), torch.from_numpy(rr)).numpy()
 
     return Runtime("checkpoint", run, meta, path, batch_size)
 
@@ -319,7 +333,10 @@ def model_meta(model: CNN1D, ck: dict, source: str | os.PathLike = "checkpoint")
 
 
 def load_runtime(
-    path: str | os.PathLike, num_threads: int | None = None, batch_size: int = 4096
+    path: str | os.PathLike,
+    num_threads: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    engine: str = "torch",
 ) -> Runtime:
     """Load an exported model (``.pt`` TorchScript, ``.onnx``) or a training checkpoint.
 
@@ -327,13 +344,14 @@ def load_runtime(
     ----------
     path : path-like
         ``model.pt`` / ``model.onnx`` from :func:`ecgcnn.export.export_model`, or a checkpoint
-        (``best.pt``): it runs as :class:`~ecgcnn.export.gemm.GemmCNN1D` when the architecture
-        allows, else as :class:`FusedCNN1D`, in eager mode.
+        (``best.pt``): it runs as :class:`FusedCNN1D` by ``engine``.
     num_threads : int, optional
         ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``). TorchScript and
         eager models use PyTorch's global thread setting, which this does not change.
     batch_size : int
         Beats per call to the model.
+    engine : {"torch", "onnx"}
+        How a checkpoint runs (see :data:`ENGINES`); exported files ignore it.
 
     Returns
     -------
@@ -341,10 +359,13 @@ def load_runtime(
         ``runtime(beats (B, C, T), rr (B, n_rr)) -> logits (B, n_classes)``, float32 numpy.
     """
     path = Path(path)
+    if engine not in ENGINES:
+        raise EcgError(f"engine: unknown '{engine}' ({' | '.join(ENGINES)})")
     if not path.is_file():
         raise EcgError(f"{path}: model file not found")
+    threads = num_threads or torch.get_num_threads()
     if path.suffix == ".onnx":
-        return _onnx_runtime(path, num_threads or torch.get_num_threads(), batch_size)
+        return _onnx_runtime(path, threads, batch_size)
     if _is_torchscript(path):
         return _torchscript_runtime(path, batch_size)
-    return _checkpoint_runtime(path, batch_size)
+    return _checkpoint_runtime(path, batch_size, engine, threads)

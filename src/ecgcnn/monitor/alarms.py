@@ -42,12 +42,14 @@ from types import SimpleNamespace
 import numpy as np
 
 from ecgcnn.errors import EcgError
+from ecgcnn.monitor.episodes import SEVERITIES, Episode  # noqa: F401  (re-exported)
+from ecgcnn.monitor.signal_loss import QUALITY_RULES, SignalQuality
 
-SEVERITIES = ("low", "medium", "high")
 BEAT_RULES = ("v_beat", "v_couplet", "vt", "bigeminy", "trigeminy", "svt")
 RHYTHM_RULES = ("pause", "brady", "tachy")
-QUALITY_RULES = ("flat_line", "saturation")
 RULES = BEAT_RULES + RHYTHM_RULES + QUALITY_RULES
+#: rules whose episode ends where signal is lost (v_beat: every V beat is an episode anyway)
+RESET_RULES = ("v_couplet", "vt", "bigeminy", "trigeminy", "svt", "pause", "brady", "tachy")
 _THRESHOLDS = (
     "vt_beats",
     "svt_beats",
@@ -58,133 +60,6 @@ _THRESHOLDS = (
     "brady_bpm",
     "tachy_bpm",
 )
-
-
-class _Episode:
-    """One rule's state: fires once per episode, not again within its refractory period."""
-
-    def __init__(self, name: str, rule_cfg, fs: float) -> None:
-        if rule_cfg.refractory_s < 0:
-            raise EcgError(f"alarms.{name}.refractory_s: must be >= 0, got {rule_cfg.refractory_s}")
-        self.name, self.fs = name, fs
-        self.enabled, self.severity = bool(rule_cfg.enabled), str(rule_cfg.severity)
-        self.refractory = rule_cfg.refractory_s * fs
-        self.active = False
-        self.last = -np.inf
-
-    def update(self, cond: bool, start: int, at: int, now: int, **detail) -> list[dict]:
-        """Condition at sample ``at`` (episode began at ``start``; ``now``: stream length)."""
-        if not cond:
-            self.active = False
-            return []
-        if self.active:
-            return []
-        self.active = True
-        if not self.enabled or at - self.last < self.refractory:
-            return []
-        self.last = at
-        fs = self.fs
-        return [
-            {
-                "type": "alarm",
-                "rule": self.name,
-                "severity": self.severity,
-                "t_start": round(start / fs, 3),
-                "t": round(at / fs, 3),
-                "t_raised": round(now / fs, 3),
-                "sample": int(at),
-                **detail,
-            }
-        ]
-
-
-class SignalQuality:
-    """Flat line and saturation on a fixed grid of the raw first lead (chunk-invariant)."""
-
-    def __init__(self, cfg, fs: float) -> None:
-        for k in ("quality_window_s", "quality_hop_s", "saturation_run_s"):
-            if getattr(cfg, k) <= 0:
-                raise EcgError(f"alarms.{k}: must be > 0, got {getattr(cfg, k)}")
-        self.win = max(2, round(cfg.quality_window_s * fs))
-        self.hop = max(1, round(cfg.quality_hop_s * fs))
-        self.run = max(2, round(cfg.saturation_run_s * fs))
-        self.flat_ptp = float(cfg.flat_ptp_mv)
-        self.rules = {k: _Episode(k, getattr(cfg, k), fs) for k in QUALITY_RULES}
-        self.spans: list[list[int]] = []  # merged [start, stop) of lost signal
-        self._buf = np.zeros(0, np.float32)
-        self._b0 = 0
-        self._next_end = self.win  # end sample of the next grid window to judge
-
-    def push(self, x: np.ndarray, start: int) -> list[dict]:
-        if start != self._b0 + self._buf.size:
-            raise EcgError(
-                f"SignalQuality.push: chunk starts at {start}, expected {self._b0 + self._buf.size}"
-            )
-        self._buf = np.concatenate([self._buf, np.asarray(x, np.float32)])
-        out: list[dict] = []
-        n = self._b0 + self._buf.size
-        ends = np.arange(self._next_end, n + 1, self.hop)
-        if not len(ends):
-            return out
-        # every window of this push at once: peak-to-peak, and whether it holds a run of
-        # identical samples long enough for saturation (rare: only those are searched)
-        lo = ends - self.win - self._b0
-        view = np.lib.stride_tricks.sliding_window_view(self._buf, self.win)[lo]
-        flat_all = (view.max(axis=1) - view.min(axis=1)) < self.flat_ptp
-        change = np.flatnonzero(np.diff(self._buf) != 0) + 1
-        starts = np.concatenate([[0], change])
-        stops = np.concatenate([change, [self._buf.size]])
-        long = (stops - starts) >= self.run
-        r0, r1 = starts[long], stops[long]
-        for j, e in enumerate(ends.tolist()):
-            flat = bool(flat_all[j])
-            a0 = lo[j]
-            sat = None
-            if not flat and len(r0) and ((r0 < a0 + self.win) & (r1 > a0)).any():
-                sat = self._stuck_run(view[j])
-            if flat:
-                self._mark(e - self.win, e)
-            if sat is not None:
-                self._mark(e - self.win + sat[0], e - self.win + sat[1])
-            rf, rs = self.rules["flat_line"], self.rules["saturation"]
-            if flat or rf.active:
-                out += rf.update(flat, e - self.win, e, n)
-            if sat is not None or rs.active:
-                a = e - self.win + (sat[0] if sat else 0)
-                out += rs.update(sat is not None, a, e, n)
-        self._next_end = int(ends[-1]) + self.hop
-        keep = self._next_end - self.win - self._b0
-        if keep > 0:
-            self._buf, self._b0 = self._buf[keep:], self._b0 + keep
-        return out
-
-    def _stuck_run(self, w: np.ndarray) -> tuple[int, int] | None:
-        """First run of >= ``self.run`` identical samples at the window's max or min that lies
-        strictly inside the window: the signal reaches the rail and leaves it again. A stuck
-        stretch reaching a window edge may be the start or end of a lead-off flat line, which
-        sits at the window's extreme too; it is left to the flat-line rule."""
-        for v in (w.max(), w.min()):
-            at = np.flatnonzero(w == v)
-            if at.size < self.run:
-                continue
-            # Runs of consecutive indices: split where the index jumps.
-            breaks = np.flatnonzero(np.diff(at) != 1)
-            starts = at[np.concatenate([[0], breaks + 1])]
-            stops = at[np.concatenate([breaks, [at.size - 1]])] + 1
-            ok = np.flatnonzero((stops - starts >= self.run) & (starts > 0) & (stops < w.size))
-            if ok.size:
-                return int(starts[ok[0]]), int(stops[ok[0]])
-        return None
-
-    def _mark(self, a: int, b: int) -> None:
-        if self.spans and a <= self.spans[-1][1]:
-            self.spans[-1][1] = max(self.spans[-1][1], b)
-        else:
-            self.spans.append([a, b])
-
-    def overlaps(self, a: int, b: int) -> bool:
-        """Does ``[a, b]`` touch a span of lost signal?"""
-        return any(s < b and e > a for s, e in reversed(self.spans[-64:]))
 
 
 class AlarmEngine:
@@ -210,9 +85,10 @@ class AlarmEngine:
             )
         self.classes = list(classes)
         self.quality = SignalQuality(cfg, fs)
-        self.rules = {k: _Episode(k, getattr(cfg, k), fs) for k in BEAT_RULES + RHYTHM_RULES}
+        self.rules = {k: Episode(k, getattr(cfg, k), fs) for k in BEAT_RULES + RHYTHM_RULES}
         cfg = self.cfg
         hist = max(2 * cfg.bigeminy_cycles, 3 * cfg.trigeminy_cycles, cfg.vt_beats) + 1
+        # the state a batch of beats continues from (cleared where signal was lost)
         self._cls: deque[str] = deque(maxlen=hist)  # classes of the last beats
         self._smp: deque[int] = deque(maxlen=hist)
         self._v_run = self._s_run = 0
@@ -220,7 +96,7 @@ class AlarmEngine:
         self._rr: deque[float] = deque(maxlen=int(cfg.hr_beats))
         self._rr_start: deque[int] = deque(maxlen=int(cfg.hr_beats))
         self._last_r: int | None = None
-        # every phase of each repeating pattern, as strings of the last n classes
+        # every phase of each repeating pattern, as class sequences of the last n beats
         self._patterns = []
         for name, unit, k in (
             ("bigeminy", "NV", cfg.bigeminy_cycles),
@@ -228,7 +104,7 @@ class AlarmEngine:
         ):
             n = len(unit) * k
             self._patterns.append(
-                (name, n, {(unit * (k + 1))[ph : ph + n] for ph in range(len(unit))})
+                (name, n, sorted({(unit * (k + 1))[ph : ph + n] for ph in range(len(unit))}))
             )
 
     def push_signal(self, chunk: np.ndarray, start: int) -> list[dict]:
@@ -244,93 +120,174 @@ class AlarmEngine:
 
         ``unreadable``: per beat, judged unreadable by the quality stage
         (``monitor.quality``); such a beat is treated as lost signal: no class or rhythm rule
-        sees it and the RR intervals and class patterns restart after it."""
-        out: list[dict] = []
-        flags = (
-            np.zeros(len(np.asarray(samples)), bool)
-            if unreadable is None
-            else np.asarray(unreadable, bool)
-        )
-        for r, k, u in zip(
-            np.asarray(samples).tolist(), np.asarray(classes).tolist(), flags.tolist()
-        ):
-            out += self._beat(int(r), self.classes[int(k)], now, bool(u))
-        return out
+        sees it and the RR intervals and class patterns restart after it.
 
-    # ------------------------------------------------------------------------ rules
-    def _beat(self, r: int, c: str, now: int, unreadable: bool = False) -> list[dict]:
-        out: list[dict] = []
+        Every rule is evaluated for the whole batch at once (arrays over the beats, the state
+        of the last beats carried in); the alarms are those of taking the beats one by one.
+        """
+        r = np.asarray(samples, np.int64).ravel()
+        n = len(r)
+        if n == 0:
+            return []
+        k = np.asarray(classes).astype(np.int64).ravel()
+        u = np.zeros(n, bool) if unreadable is None else np.asarray(unreadable, bool).ravel()
         q = self.quality
-        prev = self._last_r
-        self._last_r = r
         # The steps into and out of a lead-off look like QRS complexes to the detector: a beat
         # within one quality step of lost signal is part of the loss.
-        inside = unreadable or q.overlaps(r - q.hop, r + q.hop)
-        if inside or (prev is not None and q.overlaps(prev, r)):
-            # Lost signal between the last beat and this one: no RR interval, and the class
-            # pattern restarts (the beats in between were never seen).
-            self._rr.clear()
-            self._rr_start.clear()
-            self._cls.clear()
-            self._smp.clear()
+        inside = u | q.touches(r - q.hop, r + q.hop)
+        has_prev = np.empty(n, bool)
+        prev = np.empty(n, np.int64)
+        has_prev[0], prev[0] = self._last_r is not None, self._last_r or 0
+        has_prev[1:], prev[1:] = ~inside[:-1], r[:-1]
+        # lost signal between the last beat and this one: no RR interval, patterns restart
+        gap = has_prev & ~inside & q.touches(prev, r)
+        ev = np.flatnonzero(~inside)  # the beats the rules see
+        m = len(ev)
+        # a state reset before evaluated beat j: a gap there, or lost beats since the last one
+        reset = gap[ev] | (np.diff(ev, prepend=-1) > 1)
+        seg = np.cumsum(reset)  # segment of each evaluated beat (0: continues the state)
+        ended_lost = bool(inside[-1])  # the batch ends inside lost signal: all state cleared
+        found: list[tuple[int, int, dict]] = []  # (beat, rule order, alarm)
+        if m:
+            re, ce = r[ev], np.asarray(self.classes, dtype=object)[k[ev]]
+            found += self._rhythm_rules(re, prev[ev], has_prev[ev] & ~gap[ev], seg, ev, now)
+            found += self._class_rules(re, ce, reset, seg, ev, now, ended_lost)
+        # the state after the batch
+        if ended_lost or not m:
+            for d in (self._rr, self._rr_start, self._cls, self._smp):
+                d.clear()
             self._v_run = self._s_run = 0
-            for k in ("v_couplet", "vt", "bigeminy", "trigeminy", "svt", "pause", "brady", "tachy"):
-                self.rules[k].active = False
-            if inside:
-                self._last_r = None
-                return out
+            for name in RESET_RULES:
+                self.rules[name].active = False
+        self._last_r = None if ended_lost else int(r[-1])
+        found.sort(key=lambda t: (t[0], t[1]))
+        return [a for _, _, a in found]
+
+    # ------------------------------------------------------------------------ rules
+    def _rhythm_rules(self, r, prev, has_rr, seg, ev, now) -> list:
+        """Pause, brady and tachy at the beats with an RR interval (``has_rr``)."""
+        cfg, fs, hb = self.cfg, self.fs, int(self.cfg.hr_beats)
+        j = np.flatnonzero(has_rr)
+        last_seg = int(seg[-1])
+        keep = not seg[0] if len(seg) else True  # the carried intervals continue segment 0
+        c_rr = list(self._rr) if keep else []
+        c_st = list(self._rr_start) if keep else []
+        rr_all = np.asarray(c_rr + ((r[j] - prev[j]) / fs).tolist(), np.float64)
+        st_all = np.asarray(c_st + prev[j].tolist(), np.int64)
+        seg_all = np.concatenate([np.zeros(len(c_rr), np.int64), seg[j]])
+        nc = len(c_rr)
+        out = []
+        if len(j):
+            p = np.arange(nc, len(rr_all))
+            first = np.searchsorted(seg_all, seg_all[p], side="left")  # segment's first RR
+            lo = np.maximum(first, p - hb + 1)
+            acc = np.zeros(len(p))
+            for w in range(hb):  # oldest first, as sum() over the deque: the same rounding
+                i = lo + w
+                acc += np.where(i <= p, rr_all[np.minimum(i, p)], 0.0)
+            cnt = p - lo + 1
+            hr = 60.0 / (acc / cnt)
+            rr, rr_l, hr_l = rr_all[p], rr_all[p].tolist(), hr.tolist()
+            full = cnt == hb
+            sj = seg[j]
+            rst = np.diff(sj, prepend=0) > 0  # a reset since the last interval
+            after = bool(sj[-1] != last_seg)
+            at, beat = r[j], ev[j]
+            for order, name, cond, start, detail in (
+                (0, "pause", rr > cfg.pause_s, prev[j], {"rr_s": lambda i: round(rr_l[i], 3)}),
+                (1, "brady", full & (hr < cfg.brady_bpm), st_all[lo], None),
+                (2, "tachy", full & (hr > cfg.tachy_bpm), st_all[lo], None),
+            ):
+                d = detail or {"hr_bpm": lambda i: round(hr_l[i], 1)}
+                for i, a in self.rules[name].run(cond, rst, at, start, now, d, after):
+                    out.append((int(beat[i]), order, a))
         else:
-            out += self._rhythm(prev, r, now)
-        out += self._classes(r, c, now)
+            for name in ("pause", "brady", "tachy"):
+                if last_seg > 0:
+                    self.rules[name].active = False
+        # carried intervals: the last hr_beats of the last segment
+        tail = seg_all == last_seg
+        self._rr.clear()
+        self._rr_start.clear()
+        self._rr.extend(rr_all[tail][-hb:].tolist())
+        self._rr_start.extend(st_all[tail][-hb:].tolist())
         return out
 
-    def _rhythm(self, prev: int | None, r: int, now: int) -> list[dict]:
-        if prev is None:
-            return []
-        cfg, fs = self.cfg, self.fs
-        rr = (r - prev) / fs
-        out = self.rules["pause"].update(rr > cfg.pause_s, prev, r, now, rr_s=round(rr, 3))
-        self._rr.append(rr)
-        self._rr_start.append(prev)
-        full = len(self._rr) == cfg.hr_beats
-        hr = 60.0 / (sum(self._rr) / len(self._rr))
-        start = self._rr_start[0]
-        out += self.rules["brady"].update(
-            full and hr < cfg.brady_bpm, start, r, now, hr_bpm=round(hr, 1)
-        )
-        out += self.rules["tachy"].update(
-            full and hr > cfg.tachy_bpm, start, r, now, hr_bpm=round(hr, 1)
-        )
-        return out
+    def _runs(self, hit, reset, carried: int):
+        """Length of the run of ``hit`` beats ending at each beat (0 where not hit), and the
+        index of its first beat (negative: it began before this batch)."""
+        j = np.arange(len(hit))
+        base = np.where(~hit, j, np.where(reset, j - 1, -(2**62)))
+        last = np.maximum.accumulate(np.concatenate([[-1 - carried], base]))[1:]
+        return np.where(hit, j - last, 0), last + 1
 
-    def _classes(self, r: int, c: str, now: int) -> list[dict]:
+    def _class_rules(self, r, c, reset, seg, ev, now, ended_lost) -> list:
         cfg, out = self.cfg, []
-        self._cls.append(c)
-        self._smp.append(r)
-        # V runs: couplet when a run of exactly two ends, VT when a run reaches vt_beats.
-        if c == "V":
-            self._v_start = r if self._v_run == 0 else self._v_start
-            self._v_run += 1
-        else:
-            out += self.rules["v_couplet"].update(self._v_run == 2, self._v_start, r, now)
-            self.rules["v_couplet"].active = False
-            self._v_run = 0
-        out += self.rules["v_beat"].update(c == "V", r, r, now)
-        if c == "V":
-            self.rules["v_beat"].active = False  # each V beat is its own episode
-        out += self.rules["vt"].update(
-            self._v_run >= cfg.vt_beats, self._v_start, r, now, beats=self._v_run
+        m = len(r)
+        keep = not reset[0]
+        is_v, is_s = c == "V", c == "S"
+        v_run, v_first = self._runs(is_v, reset, self._v_run if keep else 0)
+        s_run, s_first = self._runs(is_s, reset, self._s_run if keep else 0)
+        v_start = np.where(v_first >= 0, r[np.clip(v_first, 0, m - 1)], self._v_start)
+        s_start = np.where(s_first >= 0, r[np.clip(s_first, 0, m - 1)], self._s_start)
+        # V runs: couplet when a run of exactly two ends, VT when a run reaches vt_beats
+        run_before = np.concatenate([[self._v_run if keep else 0], v_run[:-1]])
+        run_before[reset] = 0
+        start_before = np.concatenate([[self._v_start], v_start[:-1]])
+        nv = np.flatnonzero(~is_v)
+        always = np.ones(m, bool)  # rules whose state never outlives one beat
+        rules = [
+            (3, "v_couplet", nv, run_before[nv] == 2, always[nv], r[nv], start_before[nv], None),
+            (4, "v_beat", np.flatnonzero(is_v), None, None, None, None, None),
+            (5, "vt", None, v_run >= cfg.vt_beats, reset, r, v_start, {"beats": v_run}),
+            (6, "svt", None, s_run >= cfg.svt_beats, reset, r, s_start, {"beats": s_run}),
+        ]
+        # repeating patterns over the last n classes of the segment (carried ones first)
+        cc = list(self._cls) if keep else []
+        cs = list(self._smp) if keep else []
+        codes = np.asarray(cc + c.tolist(), dtype=object)
+        smp = np.asarray(cs + r.tolist(), np.int64)
+        off = len(cc)
+        first_ext = np.where(seg == 0, 0, off + np.searchsorted(seg, seg, side="left"))
+        pos = off + np.arange(m)
+        for order, (name, n, valid) in zip((7, 8), self._patterns):
+            ok = pos - first_ext + 1 >= n
+            if ok.any():
+                win = np.lib.stride_tricks.sliding_window_view(
+                    np.concatenate([np.full(n - 1, "", dtype=object), codes]), n
+                )[pos]
+                match = np.zeros(m, bool)
+                for pat in valid:
+                    match |= (win == np.asarray(list(pat), dtype=object)).all(axis=1)
+                ok &= match
+            start = np.where(ok, smp[np.clip(pos - n + 1, 0, None)], r)
+            rules.append((order, name, None, ok, reset, r, start, None))
+        for order, name, at_idx, cond, rst, at, start, detail in rules:
+            if name == "v_beat":  # each V beat is its own episode
+                idx = at_idx
+                res = self.rules[name].run(
+                    np.ones(len(idx), bool), np.ones(len(idx), bool), r[idx], r[idx], now
+                )
+                self.rules[name].active = False
+                out += [(int(ev[idx[i]]), order, a) for i, a in res]
+                continue
+            d = {k: (lambda i, v=v: int(v[i])) for k, v in (detail or {}).items()}
+            res = self.rules[name].run(cond, rst, at, start, now, d, ended_lost)
+            if name == "v_couplet":
+                self.rules[name].active = False
+            beats = ev if at_idx is None else ev[at_idx]
+            out += [(int(beats[i]), order, a) for i, a in res]
+        # the state the next batch continues from
+        last = seg == seg[-1]
+        self._cls.clear()
+        self._smp.clear()
+        self._cls.extend(
+            codes[off:][last].tolist() if not (keep and seg[-1] == 0) else codes.tolist()
         )
-        if c == "S":
-            self._s_start = r if self._s_run == 0 else self._s_start
-            self._s_run += 1
-        else:
-            self._s_run = 0
-        out += self.rules["svt"].update(
-            self._s_run >= cfg.svt_beats, self._s_start, r, now, beats=self._s_run
-        )
-        for name, n, valid in self._patterns:
-            last = "".join(list(self._cls)[-n:]) if len(self._cls) >= n else ""
-            ok = last in valid
-            out += self.rules[name].update(ok, self._smp[-n] if ok else r, r, now)
+        self._smp.extend(smp[off:][last].tolist() if not (keep and seg[-1] == 0) else smp.tolist())
+        self._v_run, self._s_run = int(v_run[-1]), int(s_run[-1])
+        if is_v.any():
+            self._v_start = int(v_start[np.flatnonzero(is_v)[-1]])
+        if is_s.any():
+            self._s_start = int(s_start[np.flatnonzero(is_s)[-1]])
         return out

@@ -34,17 +34,24 @@ from ecgcnn.monitor.quality import (
     shutdown_spans,
     shutdown_summary,
 )
+from ecgcnn.monitor.replay import replay
 from ecgcnn.monitor.scoring import score_stream
-from ecgcnn.monitor.stream import BeatStream, replay
+from ecgcnn.monitor.stream import BeatStream
+
+
+def _in_spans(s: np.ndarray, spans, pad: int = 0) -> np.ndarray:
+    """``s`` within ``pad`` of a sorted, disjoint ``[start, stop)`` span (one search each)."""
+    if not len(spans):
+        return np.zeros(s.shape, bool)
+    a, b = (np.asarray(v, np.int64) for v in zip(*spans))
+    j = np.searchsorted(b + pad, s, side="right")  # the first span ending after s
+    return (j < len(a)) & (s >= a[np.minimum(j, len(a) - 1)] - pad)
 
 
 def lost_mask(samples: np.ndarray, spans, pad: int) -> np.ndarray:
-    """Beats within ``pad`` samples of a span of lost signal (``[start, stop)`` pairs)."""
-    s = np.asarray(samples, np.int64)
-    out = np.zeros(s.shape, bool)
-    for a, b in spans:
-        out |= (s >= a - pad) & (s < b + pad)
-    return out
+    """Beats within ``pad`` samples of a span of lost signal (sorted, disjoint ``[start,
+    stop)`` pairs, as ``SignalQuality.spans``)."""
+    return _in_spans(np.asarray(samples, np.int64), spans, pad)
 
 
 def heart_rate_trend(
@@ -54,17 +61,19 @@ def heart_rate_trend(
     counts of each class."""
     s = np.asarray(samples, np.int64)
     rr = np.diff(s) / fs
-    ok = (
-        ~np.array([any(a < s[i + 1] and b > s[i] for a, b in spans) for i in range(len(rr))], bool)
-        if len(spans)
-        else np.ones(len(rr), bool)
-    )
-    t_rr = s[1:] / fs
+    ok = np.ones(len(rr), bool)
+    if len(spans) and len(rr):
+        # an interval (s[i], s[i+1]) spans lost signal when a span starts before s[i+1] and
+        # ends after s[i]: the first span ending after s[i] decides (spans are disjoint)
+        a, b = (np.asarray(v, np.int64) for v in zip(*spans))
+        j = np.searchsorted(b, s[:-1], side="right")
+        ok = ~((j < len(a)) & (a[np.minimum(j, len(a) - 1)] < s[1:]))
+    t_rr, t_b = s[1:] / fs, s / fs
     out = []
     for k in range(int(np.ceil(duration_s / bin_s)) if duration_s > 0 else 0):
         lo, hi = k * bin_s, (k + 1) * bin_s
         m = (t_rr >= lo) & (t_rr < hi) & ok
-        b = (s / fs >= lo) & (s / fs < hi)
+        b = (t_b >= lo) & (t_b < hi)
         out.append(
             {
                 "t_s": lo,

@@ -41,7 +41,8 @@ def write_report(
     ax2.set_ylabel("beats")
     ax2.set_xlabel("time (h)")
     ax2.legend(loc="upper right")
-    fig.tight_layout()
+    # fixed margins: tight_layout draws the whole figure once more just to measure it
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.1, hspace=0.12)
     fig.savefig(out_dir / "trend.png", dpi=100)
 
     first: dict[str, dict] = {}
@@ -70,9 +71,11 @@ def write_report(
                 alpha=0.25,
             )
             ax.set_title(f"{rule} at {ev['t']:.1f} s", fontsize=9)
+            ax.ticklabel_format(axis="x", useOffset=False)  # seconds as they are
             ax.legend(loc="upper right", fontsize=6, ncol=5)
         axes[-1].set_xlabel("time (s)")
-        fig.tight_layout()
+        h = 1.9 * len(rules)  # inches: margins of 0.35 in at the top, 0.5 in at the bottom
+        fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.35 / h, bottom=0.5 / h, hspace=0.45)
         fig.savefig(out_dir / "strips.png", dpi=90)
 
     c = summary["class_counts"]

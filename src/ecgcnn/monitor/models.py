@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgcnn.data.beats import RR_FEATURES
 from ecgcnn.errors import EcgError
-from ecgcnn.monitor.stream import Classifier, softmax
+from ecgcnn.monitor.replay import softmax
+from ecgcnn.monitor.stream import Classifier
 
 
 def resolve_checkpoint(path) -> Path:
@@ -27,12 +28,12 @@ def resolve_checkpoint(path) -> Path:
     return Path(path)
 
 
-def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list[str]]:
+def load_classifier(path, engine: str = "torch") -> tuple[Classifier, dict, list[str]]:
     """``(classifier, data settings, class names)`` of a checkpoint or exported model.
 
-    ``engine="fused"`` runs :func:`ecgcnn.export.runtime.load_runtime` (the BN-folded,
-    pool-first CNN for a checkpoint; TorchScript / ONNX for exported files); ``"torch"`` runs
-    the checkpoint's ``nn.Module`` under ``torch.inference_mode``.
+    Runs :func:`ecgcnn.export.runtime.load_runtime`: a checkpoint as the BN-folded,
+    pool-first CNN in eager PyTorch (``engine="torch"``) or in ONNX Runtime (``"onnx"``);
+    an exported TorchScript / ONNX file in its own runtime.
     """
     import torch
 
@@ -42,27 +43,15 @@ def load_classifier(path, engine: str = "fused") -> tuple[Classifier, dict, list
     path = Path(path)
     if not path.is_file():
         raise EcgError(f"checkpoint: {path}: file not found")
-    if engine == "fused":
-        rt = load_runtime(path, num_threads=torch.get_num_threads())
-        ck = load_checkpoint(path) if rt.kind == "checkpoint" else {}
-        data = ck.get("data") if rt.kind == "checkpoint" else rt.meta.get("preprocessing")
-        zs = ck.get("zeroshot") if rt.kind == "checkpoint" else rt.meta.get("zeroshot")
-        classes, n_rr = list(rt.classes), rt.n_rr
+    rt = load_runtime(path, num_threads=torch.get_num_threads(), engine=engine)
+    ck = load_checkpoint(path) if rt.kind == "checkpoint" else {}
+    data = ck.get("data") if rt.kind == "checkpoint" else rt.meta.get("preprocessing")
+    zs = ck.get("zeroshot") if rt.kind == "checkpoint" else rt.meta.get("zeroshot")
+    classes, n_rr = list(rt.classes), rt.n_rr
 
-        def classify(x, rr):
-            return softmax(rt(x, rr[:, :n_rr] if n_rr else None))
-    elif engine == "torch":
-        from ecgcnn.training.checkpoint import load_model
+    def classify(x, rr):
+        return softmax(rt(x, rr[:, :n_rr] if n_rr else None))
 
-        model, ck = load_model(path)
-        data, classes, n_rr = ck.get("data"), list(ck["classes"]), model.n_rr
-        zs = ck.get("zeroshot")
-
-        def classify(x, rr):
-            with torch.inference_mode():
-                return torch.softmax(model(torch.from_numpy(x), torch.from_numpy(rr)), 1).numpy()
-    else:
-        raise EcgError(f"engine: unknown '{engine}' (fused | torch)")
     if n_rr not in (0, len(RR_FEATURES)):
         raise EcgError(
             f"checkpoint: {path}: the model takes {n_rr} RR features, this version "

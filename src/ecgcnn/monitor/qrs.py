@@ -28,22 +28,22 @@ window centred on it matches the reference annotation (median |offset| 1 sample 
 Chunk invariance: every filter carries its state sample-exactly, candidates are only judged
 once their whole neighbourhood is known, and a search-back for the deadline ``D`` runs exactly
 when every candidate ``<= D`` is known and none ``> D`` has been judged. Hence the detected
-peaks are the same for any chunking (tested bit-for-bit).
+peaks are the same for any chunking (tested bit-for-bit). The decision rules (thresholds,
+T-wave test, search-back) live in :mod:`ecgcnn.monitor.qrs_rules`.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 from scipy import signal
 
 from ecgcnn.errors import EcgError
+from ecgcnn.monitor.qrs_rules import DecisionRules
 
 _NEG = -np.inf
 
 
-class StreamingQRSDetector:
+class StreamingQRSDetector(DecisionRules):
     """Online R-peak detector for one ECG lead.
 
     Parameters
@@ -158,14 +158,7 @@ class StreamingQRSDetector:
         self._learn_buf: list[np.ndarray] = []
         self._learned = False
         self._pending: list[tuple[int, float, float, int]] = []  # candidates during learning
-        self._spk: deque[float] = deque(maxlen=self.n_avg)
-        self._npk: deque[float] = deque(maxlen=self.n_avg)
-        self._rr: deque[float] = deque(maxlen=self.n_avg)
-        self._last_i = -1  # m-index of the last QRS (-1: none yet)
-        self._last_r = -1  # its R peak
-        self._last_slope = 0.0
-        self._sb_from = 0  # search-back window starts after this m-index
-        self._since: list[tuple[int, float, float, int]] = []  # noise candidates since then
+        self._reset_rules()
         self._flushed = False
 
     def reset(self) -> None:
@@ -298,83 +291,6 @@ class StreamingQRSDetector:
             for k in self._hist:
                 self._hist[k] = self._hist[k][cut:]
             self._h0 = keep_from
-
-    # ------------------------------------------------------------------------ decisions
-    def _init_levels(self) -> None:
-        m = np.concatenate(self._learn_buf) if self._learn_buf else np.zeros(1)
-        self._learn_buf = []
-        self._spk.append(np.sqrt(max(float(m.max()), self.m_floor)))
-        self._npk.append(float(np.sqrt(np.median(m))))
-        self._learned = True
-
-    def _threshold(self) -> float:
-        spk = sorted(self._spk)[int(self.signal_rank * (len(self._spk) - 1) + 0.5)]
-        npk = sorted(self._npk)[len(self._npk) // 2] if self._npk else 0.0
-        return max(npk + self.threshold_coef * (spk - npk), self.h_floor)
-
-    def _mean_rr(self) -> float:
-        rr = sum(self._rr) / len(self._rr) if self._rr else self.rr_init
-        return min(rr, self.rr_max)
-
-    def _deadline(self) -> int:
-        return self._sb_from + int(self.searchback_rr * self._mean_rr())
-
-    def _accept(self, c: tuple[int, float, float, int], out: list[int], searchback: bool) -> None:
-        i, height, slope, rpos = c
-        if self._last_i >= 0:
-            self._rr.append(float(i - self._last_i))
-        # A beat found below the threshold moves the signal level only a quarter of the way
-        # (Pan–Tompkins), so one small beat does not halve the threshold.
-        self._spk.append(0.25 * height + 0.75 * self._spk[-1] if searchback else height)
-        self._last_i, self._last_slope, self._last_r = i, slope, rpos
-        self._sb_from = i
-        self._since = [n for n in self._since if n[0] > i]
-        out.append(rpos)
-
-    def _in_refractory(self, c: tuple[int, float, float, int]) -> bool:
-        # Both on the integrated peak and on the R peak: the R peak's offset from the
-        # integrated peak varies with QRS shape, and two R peaks must never come closer.
-        if self._last_i < 0:
-            return False
-        return c[0] - self._last_i < self.refractory or c[3] - self._last_r < self.refractory
-
-    def _decide(self, c: tuple[int, float, float, int], out: list[int]) -> None:
-        i, height, slope, _ = c
-        self._searchback_until(i - 1, out)
-        if self._in_refractory(c):
-            return
-        if height > self._threshold():
-            twave = (
-                self._last_i >= 0
-                and i - self._last_i < self.twave
-                and slope < self.twave_slope_ratio * self._last_slope
-            )
-            if not twave:
-                self._accept(c, out, searchback=False)
-                return
-        self._npk.append(height)
-        self._since.append(c)
-
-    def _searchback_until(self, known: int, out: list[int]) -> None:
-        """Run every search-back whose deadline is ``<= known`` (all candidates up to it judged)."""
-        while True:
-            dl = self._deadline()
-            if dl > known:
-                return
-            thr = self.searchback_coef * self._threshold()
-            best = None
-            for c in self._since:
-                ok = c[0] <= dl and c[1] > thr and not self._in_refractory(c)
-                if ok and (best is None or c[1] > best[1]):
-                    best = c
-            if best is not None:
-                self._accept(best, out, searchback=True)
-            else:
-                # Nothing there: search the next stretch later, and let the signal level decay
-                # so a beat that shrank (lead change, artefact that inflated the level) is found.
-                self._since = [c for c in self._since if c[0] > dl]
-                self._sb_from = dl
-                self._spk.append(0.5 * self._spk[-1])
 
 
 def detect(signal_mv: np.ndarray, fs: float, chunk: int | None = None, **tunables) -> np.ndarray:

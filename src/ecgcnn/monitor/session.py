@@ -17,8 +17,9 @@ from ecgcnn.monitor.alarms import RULES, AlarmEngine
 from ecgcnn.monitor.inputs import load_input
 from ecgcnn.monitor.models import load_models
 from ecgcnn.monitor.quality import QualityStage, shutdown_spans, shutdown_summary
+from ecgcnn.monitor.replay import replay
 from ecgcnn.monitor.scoring import score_stream
-from ecgcnn.monitor.stream import BeatStream, Classifier, replay
+from ecgcnn.monitor.stream import BeatStream, Classifier
 
 
 def _quality_signal(cfg: DictConfig, sig: np.ndarray, leads: list[str]) -> np.ndarray:

@@ -86,7 +86,7 @@ class StreamConfig(AppConfig):
 
     # checkpoint (best.pt / model.pt) or exported model.pt / .onnx; None: the shipped model
     checkpoint: str | None = None
-    engine: Engine = Engine.fused
+    engine: Engine = Engine.torch
     margin_s: float = 4.0  # zero-phase filter margin beyond the beat windows (both sides)
     num_threads: int = 1
     fs: float | None = None  # required for CSV input
