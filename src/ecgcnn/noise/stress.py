@@ -355,8 +355,6 @@ def generated_stress(cfg: DictConfig, out_dir: Path) -> dict:
         raise EcgError(
             "monitor_snr_db: the monitor streams one model; needs ensemble=1 and one view"
         )
-    if cfg.noise.measure not in ("nst", "segments"):
-        raise EcgError(f"noise.measure: unknown '{cfg.noise.measure}' (nst | segments)")
     # at the noise records' own rate: noisy_records resamples to a record's rate if it differs
     noises = load_noises(cfg.noise, NSTDB_SAMPLES, NSTDB_FS)
     # the common set is drawn from clean beats exactly as ecgcnn-finetune draws it, so the test
